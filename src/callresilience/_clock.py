@@ -1,0 +1,53 @@
+"""The one clock abstraction: every component that needs time takes a `Clock`.
+
+Pure cores never read a clock; they take `now` as an argument. The async shell asks its
+injected clock, so tests swap in `callresilience.testing.ManualClock` and never sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Clock", "SystemClock"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Where time comes from.
+
+    `now()` is monotonic seconds, for deadlines and durations; `time()` is UNIX seconds, for
+    timestamps written to ServiceNow.
+    """
+
+    def now(self) -> float:
+        """Return monotonic seconds."""
+        ...
+
+    def time(self) -> float:
+        """Return seconds since the UNIX epoch (UTC)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` on this clock."""
+        ...
+
+
+class SystemClock:
+    """The real clock: `time.monotonic`, `time.time` and `asyncio.sleep`."""
+
+    def now(self) -> float:
+        """Return `time.monotonic()`."""
+        return time.monotonic()
+
+    def time(self) -> float:
+        """Return `time.time()`."""
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep on the running event loop."""
+        await asyncio.sleep(max(0.0, seconds))
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
