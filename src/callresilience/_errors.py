@@ -11,6 +11,7 @@ Every error the library raises on purpose derives from `CallResilienceError`::
     │   ├── DuplicateCall           a call id that is already in use
     │   ├── OfferNotPending         accept/reject of an offer that expired, was withdrawn,
     │   │                           went to another agent, or was already answered
+    │   ├── CallStateError          the call's state does not allow the event
     │   └── AgentStateError         the agent's status or activity does not allow the event
     ├── ServiceNowError             an instance answered badly, or not at all
     │   ├── TransientError          safe to retry after a pause (nothing was written)
@@ -71,6 +72,10 @@ class DuplicateCall(RoutingError):
 
 class OfferNotPending(RoutingError):
     """The offer is no longer open: it expired, was withdrawn, or was answered."""
+
+
+class CallStateError(RoutingError):
+    """The call's state does not allow this event."""
 
 
 class AgentStateError(RoutingError):

@@ -6,6 +6,7 @@ All of them are frozen attrs classes that validate at construction. A bad value 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
@@ -156,7 +157,7 @@ def _check_priority(instance: object, attribute: attrs.Attribute[Any], value: ob
 
 
 def _check_time(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise InvalidInput(
             f"{attribute.name}: {_shown(value)} is not a time; pass the clock's now() in seconds",
             field=attribute.name,
@@ -208,15 +209,20 @@ class Call:
 
 
 def _to_queues(value: Mapping[str, int] | Iterable[str]) -> tuple[tuple[str, int], ...]:
-    pairs = value.items() if isinstance(value, Mapping) else ((name, 1) for name in value)
     if isinstance(value, str):
-        pairs = ((value, 1),)
-    return tuple(sorted(pairs))
+        # A bare string would otherwise become a set of its characters.
+        return ((value, 1),)
+    if isinstance(value, Mapping):
+        return tuple(sorted(value.items()))
+    return tuple(sorted((name, 1) for name in value))
 
 
 def _check_queues(
     instance: object, attribute: attrs.Attribute[Any], value: tuple[tuple[str, int], ...]
 ) -> None:
+    names = [queue for queue, _ in value]
+    if len(names) != len(set(names)):
+        raise InvalidInput("queues: each queue may be listed once", field="queues")
     for queue, level in value:
         check_identifier("queues", queue)
         if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 99:
