@@ -65,7 +65,7 @@ __all__ = ["Router"]
 
 _NEVER: Final = -math.inf
 
-# Timer kinds, in the order they fire when due at the same instant.
+# Timer kinds. Timers due at the same instant fire in the order they were set.
 _OFFER_DEADLINE: Final = 0
 _AGENT_RESUME: Final = 1
 _MAX_WAIT: Final = 2
@@ -173,6 +173,7 @@ class Router:
         Raises:
             AgentStateError: The agent is already logged in.
         """
+        self._check_now(now)
         if not isinstance(agent, Agent):
             raise InvalidInput("agent: expected an Agent", field="agent")
         rec = self._agents.get(agent.agent_id)
@@ -203,8 +204,11 @@ class Router:
             UnknownAgent: No such agent.
             AgentStateError: The agent is logged out.
         """
+        self._check_now(now)
         rec = self._logged_in(agent_id, "make available")
         out: list[Decision] = []
+        if rec.status is not AgentStatus.AVAILABLE:
+            rec.idle_since = max(rec.idle_since, now)  # time away is not idle time
         rec.status = AgentStatus.AVAILABLE
         rec.reason = ""
         rec.rejects = rec.no_answers = rec.unreachables = 0
@@ -219,6 +223,7 @@ class Router:
             UnknownAgent: No such agent.
             AgentStateError: The agent is logged out.
         """
+        self._check_now(now)
         rec = self._logged_in(agent_id, "set not ready")
         if not isinstance(reason, str) or len(reason) > 100:
             raise InvalidInput("reason: give a string of at most 100 characters", field="reason")
@@ -233,6 +238,7 @@ class Router:
             UnknownAgent: No such agent.
             AgentStateError: The agent is already logged out.
         """
+        self._check_now(now)
         rec = self._logged_in(agent_id, "log out")
         out: list[Decision] = []
         self._set_away(rec, AgentStatus.LOGGED_OUT, "", now, out)
@@ -245,6 +251,7 @@ class Router:
             UnknownAgent: No such agent.
             AgentStateError: The agent is not in wrap-up.
         """
+        self._check_now(now)
         rec = self._agent(agent_id)
         if rec.activity is not AgentActivity.WRAP_UP:
             raise AgentStateError(
@@ -263,13 +270,19 @@ class Router:
         Raises:
             DuplicateCall: The call id is in use, or was used by a call that finished.
         """
+        self._check_now(now)
         if not isinstance(call, Call):
             raise InvalidInput("call: expected a Call", field="call")
         call_id = call.call_id
-        if call_id in self._calls or call_id in self._finished:
+        if call_id in self._calls:
             raise DuplicateCall(
-                f"call id {call_id!r} is already in use; every call needs its own id, because "
-                "ServiceNow records are matched to calls by it"
+                f"call id {call_id!r} is already in use by a waiting or connected call; every "
+                "call needs its own id"
+            )
+        if call_id in self._finished:
+            raise DuplicateCall(
+                f"call id {call_id!r} belonged to a call that finished; every call needs its "
+                "own id, because ServiceNow records are matched to calls by it"
             )
         rec = _CallRec(call, next(self._arrivals))
         self._calls[call_id] = rec
@@ -296,6 +309,7 @@ class Router:
             OfferNotPending: The offer expired, was withdrawn, went to another agent, or was
                 already accepted.
         """
+        self._check_now(now)
         call, rec = self._pending_offer(call_id, agent_id, now, "accept")
         rec.activity = AgentActivity.ON_CALL
         rec.rejects = rec.no_answers = rec.unreachables = 0
@@ -311,6 +325,7 @@ class Router:
             UnknownCall, UnknownAgent: No such call or agent.
             OfferNotPending: The offer is not open for this agent.
         """
+        self._check_now(now)
         call, rec = self._pending_offer(call_id, agent_id, now, "reject")
         out: list[Decision] = []
         self._end_offer(call, rec, OfferOutcome.REJECTED, now, out)
@@ -324,6 +339,7 @@ class Router:
             UnknownCall, UnknownAgent: No such call or agent.
             OfferNotPending: The offer is not open for this agent.
         """
+        self._check_now(now)
         call, rec = self._pending_offer(call_id, agent_id, now, "report unreachable for")
         out: list[Decision] = []
         self._end_offer(call, rec, OfferOutcome.UNREACHABLE, now, out)
@@ -341,6 +357,7 @@ class Router:
             CallStateError: The call is not waiting in a queue.
             AgentStateError: The agent cannot take an offer now.
         """
+        self._check_now(now)
         call = self._call(call_id)
         rec = self._agent(agent_id)
         if call.state is not CallState.QUEUED:
@@ -358,6 +375,7 @@ class Router:
                 + "; assign to an available, idle agent"
             )
         out: list[Decision] = []
+        rec.paused_until = min(rec.paused_until, now)  # a person's pick overrides a pause
         self._offer(call, rec, now, out)
         self._dispatch(now, out)
         return out
@@ -369,6 +387,7 @@ class Router:
             UnknownCall: No such call.
             CallStateError: The call already finished.
         """
+        self._check_now(now)
         call = self._call(call_id)
         out: list[Decision] = []
         if call.state is CallState.CONNECTED:
@@ -394,6 +413,7 @@ class Router:
             UnknownCall: No such call.
             CallStateError: The call is not connected.
         """
+        self._check_now(now)
         call = self._call(call_id)
         if call.state is not CallState.CONNECTED:
             raise CallStateError(
@@ -409,6 +429,7 @@ class Router:
 
     def node_down(self, node: str, now: float) -> list[Decision]:
         """A node lost its link: offer nothing to its agents, redirect its ringing offers."""
+        self._check_now(now)
         check_identifier("node", node)
         out: list[Decision] = []
         if node in self._nodes_down:
@@ -426,6 +447,7 @@ class Router:
 
     def node_up(self, node: str, now: float) -> list[Decision]:
         """A node's link is back: its agents may be offered calls again."""
+        self._check_now(now)
         check_identifier("node", node)
         out: list[Decision] = []
         if node not in self._nodes_down:
@@ -440,6 +462,7 @@ class Router:
 
     def advance(self, now: float) -> list[Decision]:
         """Fire every timer due at or before `now`, in order, and return what it produced."""
+        self._check_now(now)
         out: list[Decision] = []
         timers = self._timers
         while timers and timers[0][0] <= now:
@@ -461,14 +484,21 @@ class Router:
                     self._maybe_enter_pool(agent, now)
             else:
                 call = self._calls.get(key)
-                if call is None or call.position != token or call.state is not CallState.QUEUED:
+                if call is None or call.position != token or call.state.terminal:
+                    continue
+                queue = self._queues[call.call.queue]
+                if kind == _MAX_WAIT:
                     # A ringing call is never taken from the agent; it overflows, if its wait
                     # is over, when the offer ends without an accept.
-                    continue
-                if kind == _MAX_WAIT:
-                    self._finish_overflow(call, OverflowReason.MAX_WAIT, now, out)
-                elif not self._has_agent_for(self._queue(call.call.queue), call):
+                    if call.state is CallState.QUEUED:
+                        self._finish_overflow(call, OverflowReason.MAX_WAIT, now, out)
+                elif call.state is CallState.QUEUED and not self._has_agent_for(queue, call):
                     self._finish_overflow(call, OverflowReason.NO_AGENT, now, out)
+                elif call.state is not CallState.CONNECTED:
+                    # Someone could take the call: look again a grace period later (at least
+                    # a second later, so that a grace of 0 does not spin).
+                    grace = queue.config.max_wait_no_agent or 0.0
+                    self._schedule(now + max(grace, 1.0), _NO_AGENT, key, token)
             self._dispatch(now, out)
         return out
 
@@ -530,6 +560,13 @@ class Router:
         )
 
     # -- checks (no mutation) -----------------------------------------------------------------
+
+    @staticmethod
+    def _check_now(now: float) -> None:
+        if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
+            raise InvalidInput(
+                f"now: {now!r} is not a time; pass the clock's now() in seconds", field="now"
+            )
 
     def _agent(self, agent_id: str) -> _AgentRec:
         rec = self._agents.get(agent_id)
@@ -641,9 +678,13 @@ class Router:
             rec.in_pool
             or rec.status is not AgentStatus.AVAILABLE
             or rec.activity is not AgentActivity.IDLE
-            or rec.paused_until > now
             or rec.agent.node in self._nodes_down
         ):
+            return
+        if rec.paused_until > now:
+            # Whatever cancelled the earlier timer (a call in between, a wrap-up), the agent
+            # must come back when the pause ends.
+            self._arm_resume(rec, rec.paused_until)
             return
         rec.in_pool = True
         version = rec.version
@@ -661,6 +702,10 @@ class Router:
                 heapq.heapify(heap)
             heapq.heappush(heap, (queue.key(rec), rec.position, version, rec.agent.agent_id))
         self._fresh_agents.append(rec)
+
+    def _arm_resume(self, rec: _AgentRec, when: float) -> None:
+        rec.token += 1
+        self._schedule(when, _AGENT_RESUME, rec.agent.agent_id, rec.token)
 
     def _pool_entry_live(self, entry: _PoolEntry) -> bool:
         rec = self._agents[entry[3]]
@@ -733,8 +778,7 @@ class Router:
             out.append(AgentNotReady(agent_id, rec.reason))
         elif delay > 0:
             rec.paused_until = now + delay
-            rec.token += 1
-            self._schedule(rec.paused_until, _AGENT_RESUME, agent_id, rec.token)
+            self._arm_resume(rec, rec.paused_until)
             out.append(AgentPaused(agent_id, rec.paused_until, outcome))
         else:
             self._maybe_enter_pool(rec, now)
@@ -775,15 +819,14 @@ class Router:
         self, call: _CallRec, now: float, out: list[Decision], *, by_caller: bool
     ) -> None:
         rec = self._agents[call.agent_id]  # type: ignore[index]
-        talk = max(0.0, now - call.connected_at)
+        talk = max(0.0, float(now - call.connected_at))
         rec.talk_time += talk
         rec.idle_since = now
         rec.call_id = None
         wrap_up = self._config.wrap_up_time
         if wrap_up > 0:
             rec.activity = AgentActivity.WRAP_UP
-            rec.token += 1
-            self._schedule(now + wrap_up, _AGENT_RESUME, rec.agent.agent_id, rec.token)
+            self._arm_resume(rec, now + wrap_up)
         else:
             self._to_idle(rec, now)
         self._finish(call, CallState.ENDED)

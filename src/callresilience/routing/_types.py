@@ -110,7 +110,7 @@ class Strategy(enum.Enum):
     mod_callcenter does, then by its own key, then by login order.
     """
 
-    #: The agent whose last call ended longest ago (or who became ready first).
+    #: The agent whose last call ended longest ago, or who became ready first.
     LONGEST_IDLE = "longest-idle"
     #: The agent offered a call least recently.
     ROUND_ROBIN = "round-robin"
@@ -151,6 +151,12 @@ def _optional_count(instance: object, attribute: attrs.Attribute[Any], value: ob
             "for no limit",
             field=attribute.name,
         )
+
+
+def _count(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        raise InvalidInput(f"{attribute.name}: give a whole number >= 1", field=attribute.name)
+    _optional_count(instance, attribute, value)
 
 
 def _to_strategy(value: Strategy | str) -> Strategy:
@@ -235,7 +241,7 @@ class RouterConfig:
     queues: tuple[QueueConfig, ...] = attrs.field(default=(), converter=tuple)
     default_queue: QueueConfig = QueueConfig("default")
     seed: int = 0
-    remember_finished: int = attrs.field(default=10_000, validator=_optional_count)
+    remember_finished: int = attrs.field(default=10_000, validator=_count)
 
     @queues.validator
     def _check_queues(self, attribute: attrs.Attribute[Any], value: Iterable[QueueConfig]) -> None:
