@@ -8,7 +8,6 @@ import attrs
 import pytest
 
 from callresilience import Agent
-
 from callresilience.routing import (
     AgentActivity,
     AgentNotReady,
