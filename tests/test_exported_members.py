@@ -9,6 +9,7 @@ import pytest
 PACKAGES = [
     "callresilience",
     "callresilience.routing",
+    "callresilience.servicenow",
     "callresilience.testing",
 ]
 

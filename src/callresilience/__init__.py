@@ -6,6 +6,8 @@ underscore is private and may change without notice.
 
 from __future__ import annotations
 
+import logging as _logging
+
 from ._clock import Clock, SystemClock
 from ._errors import (
     AgentStateError,
@@ -74,3 +76,7 @@ __all__ = [
     "UnsafeQueryValue",
     "mask_phone",
 ]
+
+# A library logs but never decides where logs go: without a handler of the application's,
+# Python would print the library's warnings to stderr.
+_logging.getLogger("callresilience").addHandler(_logging.NullHandler())

@@ -1,0 +1,1028 @@
+"""The FakeServiceNow: an in-memory Table API and OAuth token endpoint with scripted faults.
+
+The core (`FakeServiceNow._process`) turns one request into one answer synchronously: it
+routes, authenticates, applies rate limits and touches the tables. The async shell around it
+(`FakeServiceNow._exchange`) applies the connection-level faults and latency on the injected
+clock. Two thin adapters sit on top: `FakeTransport` for httpx in process, and the ASGI app in
+`_server.py` for loopback HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import json
+import random
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from urllib.parse import parse_qsl, urlencode
+
+import attrs
+import httpx
+
+from .._clock import Clock, SystemClock
+from ._encoded_query import parse_encoded_query
+from ._faults import (
+    BlackHole,
+    BrokenOk,
+    Decision,
+    DropResponse,
+    FaultSchedule,
+    Hibernating,
+    RefuseConnections,
+    TransactionCancelled,
+)
+
+if TYPE_CHECKING:
+    from ._server import LoopbackServer
+
+__all__ = [
+    "DEFAULT_REFERENCE_FIELDS",
+    "FakeServiceNow",
+    "FakeTransport",
+    "RecordedRequest",
+]
+
+#: Reference fields per table, mapped to the table they point at. A target written
+#: `"@field"` is a document-id field whose table is named by `field` of the same record.
+DEFAULT_REFERENCE_FIELDS: Mapping[str, Mapping[str, str]] = {
+    "interaction": {
+        "assigned_to": "sys_user",
+        "opened_for": "sys_user",
+        "channel_metadata_document": "@channel_metadata_table",
+    },
+    "sn_openframe_phone_log": {"agent": "sys_user"},
+    "awa_work_item": {"assigned_to": "sys_user", "document_id": "@document_table"},
+}
+
+_SEEDED_TABLES = ("interaction", "sn_openframe_phone_log", "awa_work_item", "sys_user")
+_NUMBER_PREFIXES = {"interaction": "IMS"}
+_AGENTS = (
+    ("abel.tuter", "Abel", "Tuter"),
+    ("beth.anglin", "Beth", "Anglin"),
+    ("david.loo", "David", "Loo"),
+)
+_SYSTEM_FIELDS = (
+    "sys_id",
+    "sys_created_on",
+    "sys_created_by",
+    "sys_updated_on",
+    "sys_updated_by",
+    "sys_mod_count",
+)
+_TABLE_PATH = re.compile(r"^/api/now(?:/(v1|v2))?/table/([^/]+)(?:/([^/]+))?/?$")
+_TABLE_NAME = re.compile(r"[a-z0-9_]+")
+_DEFAULT_LIMIT = 10000
+_CANCELLED = "Transaction cancelled: maximum execution time exceeded"
+_HIBERNATING_PAGE = (
+    "<!DOCTYPE html><html><head><title>Instance Hibernating page</title></head>"
+    "<body><h1>Your instance is hibernating</h1>"
+    "<p>This developer instance is hibernating due to inactivity. "
+    "Sign in to the developer portal to wake it up.</p></body></html>"
+)
+
+Outcome = Literal["answered", "refused", "black_holed", "dropped", "timed_out"]
+
+
+@attrs.frozen
+class RecordedRequest:
+    """One request the fake received, as kept in `FakeServiceNow.requests`.
+
+    No header or body is kept, so no secret ever lands in the log.
+
+    Args:
+        method: The HTTP method.
+        path: The URL path.
+        query: The raw query string (percent-encoded, as sent).
+        table: The table for a Table API request, else None.
+        sys_id: The record read, written or created, when there is one.
+        status: The status answered, or None when no answer was sent.
+        outcome: `"answered"`, `"refused"` (connection refused), `"black_holed"` (never
+            answered), `"dropped"` (connection closed without an answer) or `"timed_out"`
+            (the client gave up during a latency fault; the instance finished the work later).
+        committed: Whether the request changed a table.
+        at: When it arrived, on the fake's monotonic clock.
+        fault: The name of the fault that shaped the answer, or None.
+    """
+
+    method: str
+    path: str
+    query: str
+    table: str | None
+    sys_id: str | None
+    status: int | None
+    outcome: Outcome
+    committed: bool
+    at: float
+    fault: str | None = None
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The query parameters, decoded (the last value wins)."""
+        return dict(parse_qsl(self.query, keep_blank_values=True))
+
+
+@attrs.frozen
+class _Request:
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]  # names in lower case
+    body: bytes
+    base_url: str  # scheme://host[:port], for links and Location
+
+    def params(self) -> list[tuple[str, str]]:
+        return parse_qsl(self.query, keep_blank_values=True)
+
+    def param(self, name: str) -> str | None:
+        for key, value in self.params():
+            if key == name:
+                return value
+        return None
+
+
+@attrs.frozen
+class _Response:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+@attrs.frozen
+class _Outcome:
+    kind: Outcome
+    response: _Response | None = None
+
+
+@attrs.frozen
+class _Route:
+    kind: Literal["table", "oauth", "unknown"]
+    version: str | None = None
+    table: str | None = None
+    sys_id: str | None = None
+
+
+@attrs.frozen
+class _Token:
+    user: str
+    expires_at: float
+
+
+@attrs.frozen
+class _Result:
+    response: _Response
+    committed: bool = False
+    sys_id: str | None = None
+
+
+@attrs.define
+class _Table:
+    name: str
+    references: dict[str, str]
+    rows: dict[str, dict[str, str]] = attrs.field(factory=dict)
+    fields: set[str] = attrs.field(factory=lambda: set(_SYSTEM_FIELDS))
+    counter: int = 0
+
+
+def _stringify(value: object) -> str:
+    """Store a JSON value the way ServiceNow returns it: as a string."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "value" in value:
+        return _stringify(value["value"])
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.lower() == "true"
+
+
+@attrs.define(kw_only=True)
+class FakeServiceNow:
+    """An in-memory ServiceNow instance: Table API, OAuth token endpoint and scripted faults.
+
+    With no credentials configured the instance is open. Otherwise a request must carry
+    basic auth for `user`/`password`, a bearer token from `/oauth_token.do`, or the
+    `x-sn-apikey` header with `api_key`.
+
+    Args:
+        clock: Where time comes from: record timestamps (`time()`), fault windows, token
+            expiry and latency (`now()`, `sleep()`). Use `ManualClock` in tests.
+        seed: Seeds the fault draws (`random.Random(seed)`) and, separately, the sys_ids.
+        user: The basic-auth user name (also the OAuth password-grant user).
+        password: The basic-auth password.
+        client_id: The OAuth client id; None accepts any client for the password grant.
+        client_secret: The OAuth client secret.
+        api_key: The value accepted in the `x-sn-apikey` header.
+        token_ttl: Access-token lifetime in seconds (ServiceNow's default is 1800).
+        strict_tables: Answer 400 "Invalid table" for tables that do not exist; when False,
+            create them on first use.
+        reference_fields: Reference fields per table, each mapped to the table it points at
+            (`"@field"`: the table named by that field of the record). Default:
+            `FakeServiceNow.DEFAULT_REFERENCE_FIELDS`.
+        accept_client_sys_id: Honour a `sys_id` in a POST body (unverified on real instances,
+            so off by default).
+    """
+
+    DEFAULT_REFERENCE_FIELDS: ClassVar[Mapping[str, Mapping[str, str]]] = DEFAULT_REFERENCE_FIELDS
+
+    clock: Clock = attrs.field(factory=SystemClock)
+    seed: int = 0
+    user: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    client_id: str | None = None
+    client_secret: str | None = attrs.field(default=None, repr=False)
+    api_key: str | None = attrs.field(default=None, repr=False)
+    token_ttl: float = 1800.0
+    strict_tables: bool = True
+    reference_fields: Mapping[str, Mapping[str, str]] = DEFAULT_REFERENCE_FIELDS
+    accept_client_sys_id: bool = False
+    faults: FaultSchedule = attrs.field(init=False)
+    _rng: random.Random = attrs.field(init=False, repr=False)
+    _ids: random.Random = attrs.field(init=False, repr=False)
+    _tables: dict[str, _Table] = attrs.field(init=False, factory=dict, repr=False)
+    _requests: list[RecordedRequest] = attrs.field(init=False, factory=list, repr=False)
+    _tokens: dict[str, _Token] = attrs.field(init=False, factory=dict, repr=False)
+    _refresh_tokens: dict[str, str] = attrs.field(init=False, factory=dict, repr=False)
+    _held: set[asyncio.Future[None]] = attrs.field(init=False, factory=set, repr=False)
+    _servers: set[LoopbackServer] = attrs.field(init=False, factory=set, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.faults = FaultSchedule(self.clock)
+        self._rng = random.Random(self.seed)
+        self._ids = random.Random(f"sys_id:{self.seed}")
+        for name in _SEEDED_TABLES:
+            self.create_table(name)
+        for user_name, first, last in _AGENTS:
+            self.insert(
+                "sys_user",
+                {
+                    "user_name": user_name,
+                    "first_name": first,
+                    "last_name": last,
+                    "name": f"{first} {last}",
+                    "email": f"{user_name}@example.com",
+                    "active": True,
+                },
+            )
+
+    # -- tables ------------------------------------------------------------------------------
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The names of the tables that exist."""
+        return tuple(self._tables)
+
+    def create_table(self, name: str, *, references: Mapping[str, str] | None = None) -> None:
+        """Create an empty table (no error if it exists).
+
+        Args:
+            name: The table name (`[a-z0-9_]+`).
+            references: Its reference fields; default: from `reference_fields`.
+
+        Raises:
+            ValueError: If the name is not a valid table name.
+        """
+        if not _TABLE_NAME.fullmatch(name):
+            raise ValueError(f"invalid table name {name!r}: use lower case, digits and _")
+        if name not in self._tables:
+            refs = references if references is not None else self.reference_fields.get(name, {})
+            self._tables[name] = _Table(name, dict(refs))
+
+    def records(self, table: str) -> list[dict[str, str]]:
+        """Return copies of every record in `table`, in insertion order.
+
+        Values are stored strings; reference fields hold the bare sys_id.
+
+        Raises:
+            KeyError: If the table does not exist.
+        """
+        return [dict(row) for row in self._tables[table].rows.values()]
+
+    def get(self, table: str, sys_id: str) -> dict[str, str] | None:
+        """Return a copy of one record, or None."""
+        row = self._tables[table].rows.get(sys_id)
+        return None if row is None else dict(row)
+
+    def insert(self, table: str, fields: Mapping[str, object]) -> dict[str, str]:
+        """Insert a record directly (no faults, no request log) and return a copy of it.
+
+        Args:
+            table: An existing table (created on demand unless `strict_tables`).
+            fields: Field values; they are stored as strings, as ServiceNow does.
+
+        Raises:
+            KeyError: If the table does not exist and `strict_tables` is set.
+        """
+        return dict(self._insert(self._table(table), fields, "admin"))
+
+    def _table(self, name: str) -> _Table:
+        if name not in self._tables and not self.strict_tables:
+            self.create_table(name)
+        return self._tables[name]
+
+    def _timestamp(self) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.clock.time()))
+
+    def _new_id(self) -> str:
+        return f"{self._ids.getrandbits(128):032x}"
+
+    def _insert(self, table: _Table, fields: Mapping[str, object], user: str) -> dict[str, str]:
+        row = {k: _stringify(v) for k, v in fields.items()}
+        sys_id = row.get("sys_id", "") if self.accept_client_sys_id else ""
+        if not re.fullmatch(r"[0-9a-f]{32}", sys_id) or sys_id in table.rows:
+            sys_id = self._new_id()
+        stamp = self._timestamp()
+        table.counter += 1
+        row.update(
+            sys_id=sys_id,
+            sys_created_on=stamp,
+            sys_created_by=user,
+            sys_updated_on=stamp,
+            sys_updated_by=user,
+            sys_mod_count="0",
+        )
+        prefix = _NUMBER_PREFIXES.get(table.name)
+        if prefix and not row.get("number"):
+            row["number"] = f"{prefix}{table.counter:07d}"
+        table.rows[sys_id] = row
+        table.fields.update(row)
+        return row
+
+    def _update(
+        self, table: _Table, sys_id: str, fields: Mapping[str, object], user: str
+    ) -> dict[str, str]:
+        row = table.rows[sys_id]
+        for key, value in fields.items():
+            if key not in _SYSTEM_FIELDS:
+                row[key] = _stringify(value)
+        row.update(
+            sys_updated_on=self._timestamp(),
+            sys_updated_by=user,
+            sys_mod_count=str(int(row.get("sys_mod_count", "0")) + 1),
+        )
+        table.fields.update(row)
+        return row
+
+    # -- request log and tokens -----------------------------------------------------------------
+
+    @property
+    def requests(self) -> tuple[RecordedRequest, ...]:
+        """Every request received so far, in order of completion."""
+        return tuple(self._requests)
+
+    def clear_requests(self) -> None:
+        """Forget the request log."""
+        self._requests.clear()
+
+    def expire_tokens(self, *, refresh_tokens: bool = False) -> None:
+        """Invalidate every access token now (and, if asked, every refresh token)."""
+        self._tokens.clear()
+        if refresh_tokens:
+            self._refresh_tokens.clear()
+
+    def release_black_holes(self) -> None:
+        """Close every black-holed request without an answer."""
+        for future in list(self._held):
+            if not future.done():
+                future.set_result(None)
+
+    # -- the three ways in ----------------------------------------------------------------------
+
+    def transport(self) -> FakeTransport:
+        """Return an httpx transport that talks to this fake in process.
+
+        Use it as `httpx.AsyncClient(transport=fake.transport(), base_url=...)`; the base URL
+        only shapes the links and `Location` headers in answers.
+        """
+        return FakeTransport(self)
+
+    @contextlib.asynccontextmanager
+    async def serve(self, *, port: int = 0) -> AsyncIterator[str]:
+        """Serve this fake over real HTTP on 127.0.0.1 (needs uvicorn: the `sim` extra).
+
+        Args:
+            port: The TCP port; 0 picks a free one.
+
+        Yields:
+            The base URL, `http://127.0.0.1:PORT`.
+
+        Raises:
+            RuntimeError: If uvicorn is not installed.
+        """
+        from ._server import LoopbackServer  # noqa: PLC0415 (uvicorn is optional)
+
+        server = LoopbackServer(self, port=port)
+        await server.start()
+        try:
+            yield server.base_url
+        finally:
+            await server.stop()
+
+    async def settle(self) -> None:
+        """Make every served listener follow the fault schedule at this very moment.
+
+        A server checks the schedule every few milliseconds and at every change to it; after
+        moving a `ManualClock` into or out of a `RefuseConnections` window, await this before
+        connecting so the listening socket is already closed (or open again).
+        """
+        for server in list(self._servers):
+            await server.reconcile()
+
+    # -- the async shell -------------------------------------------------------------------------
+
+    async def _exchange(
+        self,
+        request: _Request,
+        *,
+        read_timeout: float | None,
+        interrupt: Callable[[], Awaitable[None]] | None,
+        spawn: Callable[[Coroutine[Any, Any, None]], None] | None,
+    ) -> _Outcome:
+        """Apply connection faults and latency, then process the request.
+
+        Args:
+            request: The request.
+            read_timeout: The client's read timeout, when the caller knows it.
+            interrupt: An extra event that ends a black hole (e.g. the client went away).
+            spawn: Runs the rest of a request whose client timed out during latency.
+        """
+        at = self.clock.now()
+        route = _route(request)
+        decision = self.faults.decide(method=request.method, table=route.table, rng=self._rng)
+        if isinstance(decision.connection, RefuseConnections):
+            self._log(
+                request,
+                route=route,
+                at=at,
+                outcome=_Outcome("refused"),
+                committed=False,
+                sys_id=None,
+                fault=decision.connection,
+            )
+            return _Outcome("refused")
+        if isinstance(decision.connection, BlackHole):
+            # Logged on arrival: nothing that happens later changes what the client saw.
+            self._log(
+                request,
+                route=route,
+                at=at,
+                outcome=_Outcome("black_holed"),
+                committed=False,
+                sys_id=None,
+                fault=decision.connection,
+            )
+            timed_out = await self._hold(read_timeout, interrupt)
+            return _Outcome("timed_out" if timed_out else "black_holed")
+        if decision.latency > 0:
+            if read_timeout is not None and decision.latency > read_timeout:
+                await self.clock.sleep(read_timeout)
+                rest = self._late(request, route, decision, at, decision.latency - read_timeout)
+                if spawn is None:
+                    rest.close()
+                else:
+                    spawn(rest)
+                return _Outcome("timed_out")
+            await self.clock.sleep(decision.latency)
+        return self._process(request, route, decision, at)
+
+    async def _late(
+        self, request: _Request, route: _Route, decision: Decision, at: float, rest: float
+    ) -> None:
+        await self.clock.sleep(rest)
+        self._process(request, route, decision, at, delivered=False)
+
+    async def _hold(
+        self, read_timeout: float | None, interrupt: Callable[[], Awaitable[None]] | None
+    ) -> bool:
+        """Wait for a release, an interrupt or the read timeout; return True on timeout."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._held.add(future)
+        waiters: list[asyncio.Task[None]] = [asyncio.ensure_future(future)]
+        if interrupt is not None:
+            waiters.append(asyncio.ensure_future(interrupt()))
+        timer = None
+        if read_timeout is not None:
+            timer = asyncio.ensure_future(self.clock.sleep(read_timeout))
+            waiters.append(timer)
+        try:
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._held.discard(future)
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        return timer is not None and timer in done and future not in done
+
+    # -- the sync core ---------------------------------------------------------------------------
+
+    def _process(
+        self,
+        request: _Request,
+        route: _Route,
+        decision: Decision,
+        at: float,
+        *,
+        delivered: bool = True,
+    ) -> _Outcome:
+        """Answer one request that reached the instance, and log it."""
+        fault: object = None
+        if decision.instance is not None:
+            fault = decision.instance
+            if isinstance(fault, Hibernating):
+                response = _Response(
+                    200, (("Content-Type", "text/html;charset=UTF-8"),), _HIBERNATING_PAGE.encode()
+                )
+            else:
+                headers = (
+                    () if fault.retry_after is None else (("Retry-After", str(fault.retry_after)),)
+                )
+                response = self._error(
+                    503,
+                    "Service Unavailable",
+                    "The instance is temporarily unavailable; try again later.",
+                    headers,
+                )
+            result = _Result(response)
+        else:
+            if decision.expire_tokens:
+                self.expire_tokens()
+            result, fault = self._handle(request, route, decision)
+        outcome = _Outcome("answered", result.response)
+        if isinstance(fault, DropResponse):
+            outcome = _Outcome("dropped")
+        if not delivered:
+            outcome = _Outcome("timed_out")
+        self._log(
+            request,
+            route=route,
+            at=at,
+            outcome=outcome,
+            committed=result.committed,
+            sys_id=result.sys_id,
+            fault=fault,
+        )
+        return outcome
+
+    def _handle(
+        self, request: _Request, route: _Route, decision: Decision
+    ) -> tuple[_Result, object]:
+        table = route.table
+        if route.kind == "oauth":
+            if request.method != "POST":
+                return _Result(self._error(405, "Method not Supported", None)), None
+            admitted: _Response | None = None
+            extra: tuple[tuple[str, str], ...] = ()
+            operation: Callable[[], _Result] = partial(self._oauth_token, request)
+        elif table is not None:
+            admitted, extra, user = self._admit(request, table)
+            operation = partial(self._table_operation, request, route, table, user)
+        else:
+            error = self._error(400, "The resource you requested is not part of the API.", " ")
+            return _Result(error), None
+        if admitted is not None:
+            return _Result(admitted), None
+        fault = decision.processing
+        if isinstance(fault, DropResponse) and not fault.commit:
+            return _Result(self._error(500, "dropped", None)), fault
+        if isinstance(fault, TransactionCancelled) and not fault.commit:
+            return _Result(self._cancelled()), fault
+        result = operation()
+        result = attrs.evolve(result, response=_with_headers(result.response, extra))
+        if isinstance(fault, TransactionCancelled):
+            result = attrs.evolve(result, response=self._cancelled())
+        elif isinstance(fault, BrokenOk):
+            if result.response.status in (200, 201) and result.response.body:
+                result = attrs.evolve(result, response=_broken(result.response))
+            else:
+                fault = None
+        return result, fault
+
+    def _admit(
+        self, request: _Request, table: str
+    ) -> tuple[_Response | None, tuple[tuple[str, str], ...], str]:
+        """Authenticate, check the table and count the rate limit; None means go ahead."""
+        user = self._authenticate(request)
+        if user is None:
+            return self._unauthenticated(), (), ""
+        if not _TABLE_NAME.fullmatch(table) or (table not in self._tables and self.strict_tables):
+            return (
+                self._error(400, f"Invalid table {table}", f"Table {table} does not exist"),
+                (),
+                user,
+            )
+        verdict = self.faults.check_rate_limits(method=request.method, table=table)
+        if verdict is None:
+            return None, (), user
+        headers = tuple(verdict.headers())
+        if not verdict.allowed:
+            return self._error(429, "Rate limit exceeded", verdict.detail(), headers), (), user
+        return None, headers, user
+
+    def _authenticate(self, request: _Request) -> str | None:
+        """Return the user the request acts as, or None when it must be refused."""
+        open_instance = self.user is None and self.api_key is None and self.client_id is None
+        authorization = request.headers.get("authorization", "")
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            token = self._tokens.get(credentials.strip())
+            if token is not None and self.clock.now() < token.expires_at:
+                return token.user
+            return "admin" if open_instance else None
+        if scheme.lower() == "basic" and self.user is not None:
+            name, password = _basic(credentials)
+            if _same(name, self.user) and _same(password, self.password or ""):
+                return self.user
+            return None
+        api_key = request.headers.get("x-sn-apikey")
+        if api_key is not None and self.api_key is not None:
+            return "api_key" if _same(api_key, self.api_key) else None
+        return "admin" if open_instance else None
+
+    def _oauth_token(self, request: _Request) -> _Result:
+        form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        authorization = request.headers.get("authorization", "")
+        if client_id is None and authorization.lower().startswith("basic "):
+            client_id, client_secret = _basic(authorization[6:])
+        client_ok = self.client_id is None or (
+            _same(client_id or "", self.client_id)
+            and _same(client_secret or "", self.client_secret or "")
+        )
+        open_instance = self.user is None and self.api_key is None and self.client_id is None
+        grant = form.get("grant_type")
+        user: str | None = None
+        if grant == "password":
+            name, password = form.get("username", ""), form.get("password", "")
+            if self.user is None or (
+                _same(name, self.user) and _same(password, self.password or "")
+            ):
+                user = name or "admin"
+        elif grant == "client_credentials":
+            if self.client_id is not None or open_instance:
+                user = "oauth_client"
+        elif grant == "refresh_token":
+            user = self._refresh_tokens.get(form.get("refresh_token", ""))
+        else:
+            return _Result(
+                self._json(
+                    400,
+                    {"error_description": "access_denied", "error": "unsupported_grant_type"},
+                    logged_in=False,
+                )
+            )
+        if not client_ok or user is None:
+            return _Result(
+                self._json(
+                    401,
+                    {"error_description": "access_denied", "error": "server_error"},
+                    logged_in=False,
+                )
+            )
+        access, refresh = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
+        self._tokens[access] = _Token(user, self.clock.now() + self.token_ttl)
+        self._refresh_tokens[refresh] = user
+        body = {
+            "access_token": access,
+            "refresh_token": refresh,
+            "scope": "useraccount",
+            "token_type": "Bearer",
+            "expires_in": int(self.token_ttl),
+        }
+        return _Result(self._json(200, body))
+
+    def _table_operation(
+        self, request: _Request, route: _Route, table_name: str, user: str
+    ) -> _Result:
+        table = self._table(table_name)
+        method, sys_id = request.method, route.sys_id
+        if method == "GET" and sys_id is None:
+            return self._list(request, route, table)
+        if method == "GET" and sys_id is not None:
+            row = table.rows.get(sys_id)
+            if row is None:
+                return _Result(self._not_found())
+            body = {"result": self._render(request, table, row)}
+            return _Result(self._json(200, body), False, sys_id)
+        if method == "DELETE" and sys_id is not None:
+            if table.rows.pop(sys_id, None) is None:
+                return _Result(self._not_found())
+            return _Result(self._empty(204), True, sys_id)
+        if (method == "POST" and sys_id is None) or (
+            method in ("PUT", "PATCH") and sys_id is not None
+        ):
+            return self._write(request, table, sys_id, user)
+        return _Result(
+            self._error(405, "Method not Supported", f"{method} method not supported for API")
+        )
+
+    def _write(self, request: _Request, table: _Table, sys_id: str | None, user: str) -> _Result:
+        problem = _media_problem(request)
+        if problem is not None:
+            return _Result(self._error(*problem))
+        try:
+            fields = json.loads(request.body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            fields = None
+        if not isinstance(fields, dict):
+            return _Result(
+                self._error(
+                    400, "Exception while reading request", "The payload is not valid JSON."
+                )
+            )
+        quiet = _truthy(request.headers.get("x-no-response-body"))
+        if sys_id is None:
+            row = self._insert(table, fields, user)
+            location = f"{request.base_url}/api/now/table/{table.name}/{row['sys_id']}"
+            response = self._json(
+                201,
+                None if quiet else {"result": self._render(request, table, row)},
+                extra=(("Location", location),),
+            )
+            return _Result(response, True, row["sys_id"])
+        if sys_id not in table.rows:
+            return _Result(self._not_found())
+        row = self._update(table, sys_id, fields, user)
+        body = None if quiet else {"result": self._render(request, table, row)}
+        return _Result(self._json(200, body), True, sys_id)
+
+    def _list(self, request: _Request, route: _Route, table: _Table) -> _Result:
+        params = request.params()
+        text = request.param("sysparm_query")
+        if text is None:
+            # Name/value pairs filter only when there is no sysparm_query.
+            pairs = [
+                f"{k}={v}" for k, v in params if not k.startswith("sysparm_") and k in table.fields
+            ]
+            text = "^".join(pairs) if pairs else None
+        rows: list[Mapping[str, str]] = list(table.rows.values())
+        if text is not None:
+            rows = parse_encoded_query(text, fields=sorted(table.fields)).apply(rows)
+        total = len(rows)
+        offset = _int(request.param("sysparm_offset"), 0)
+        limit = _int(request.param("sysparm_limit"), _DEFAULT_LIMIT)
+        page = rows[offset : offset + limit] if limit > 0 else []
+        if not page and text is not None and route.version != "v2":
+            return _Result(self._error(404, "No Record found", "Records not found"))
+        headers: list[tuple[str, str]] = [("X-Total-Count", str(total))]
+        if not _truthy(request.param("sysparm_suppress_pagination_header")):
+            headers.append(("Link", _links(request, offset, limit, total)))
+        result = [self._render(request, table, row) for row in page]
+        return _Result(self._json(200, {"result": result}, extra=tuple(headers)))
+
+    def _render(
+        self, request: _Request, table: _Table, row: Mapping[str, str]
+    ) -> dict[str, object]:
+        wanted = request.param("sysparm_fields")
+        names = list(row)
+        if wanted is not None:
+            names = [n.strip() for n in wanted.split(",") if n.strip() in row]
+        bare = _truthy(request.param("sysparm_exclude_reference_link"))
+        out: dict[str, object] = {}
+        for name in names:
+            value = row[name]
+            target = table.references.get(name)
+            if target is not None and target.startswith("@"):
+                target = row.get(target[1:]) or None
+            if target is None or bare or value == "":
+                out[name] = value
+            else:
+                link = f"{request.base_url}/api/now/table/{target}/{value}"
+                out[name] = {"link": link, "value": value}
+        return out
+
+    # -- answers ---------------------------------------------------------------------------------
+
+    def _headers(self, logged_in: bool = True) -> tuple[tuple[str, str], ...]:
+        return (
+            ("X-Is-Logged-In", "true" if logged_in else "false"),
+            ("X-Transaction-ID", f"{self._ids.getrandbits(48):012x}"),
+            ("Pragma", "no-store,no-cache"),
+            ("Cache-Control", "no-cache,no-store,must-revalidate,max-age=-1"),
+            ("Expires", "0"),
+        )
+
+    def _json(
+        self,
+        status: int,
+        payload: object,
+        *,
+        extra: tuple[tuple[str, str], ...] = (),
+        logged_in: bool = True,
+    ) -> _Response:
+        if payload is None:
+            return _Response(status, self._headers(logged_in) + extra, b"")
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        content_type = (("Content-Type", "application/json;charset=UTF-8"),)
+        return _Response(status, content_type + self._headers(logged_in) + extra, body)
+
+    def _empty(self, status: int) -> _Response:
+        return _Response(status, self._headers(), b"")
+
+    def _error(
+        self,
+        status: int,
+        message: str,
+        detail: str | None,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> _Response:
+        body = {"error": {"message": message, "detail": detail}, "status": "failure"}
+        return self._json(status, body, extra=extra, logged_in=status != 401)
+
+    def _unauthenticated(self) -> _Response:
+        return self._error(
+            401,
+            "User Not Authenticated",
+            "Required to provide Auth information",
+            (("WWW-Authenticate", 'BASIC realm="Service-now"'),),
+        )
+
+    def _not_found(self) -> _Response:
+        return self._error(
+            404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"
+        )
+
+    def _cancelled(self) -> _Response:
+        return self._error(500, _CANCELLED, f"{_CANCELLED}. Check logs for error trace.")
+
+    def _log(
+        self,
+        request: _Request,
+        *,
+        route: _Route,
+        at: float,
+        outcome: _Outcome,
+        committed: bool,
+        sys_id: str | None,
+        fault: object,
+    ) -> None:
+        status = outcome.response.status if outcome.response is not None else None
+        self._requests.append(
+            RecordedRequest(
+                method=request.method,
+                path=request.path,
+                query=request.query,
+                table=route.table,
+                sys_id=sys_id or route.sys_id,
+                status=status,
+                outcome=outcome.kind,
+                committed=committed,
+                at=at,
+                fault=None if fault is None else type(fault).__name__,
+            )
+        )
+
+
+def _route(request: _Request) -> _Route:
+    if request.path.rstrip("/") == "/oauth_token.do":
+        return _Route("oauth")
+    match = _TABLE_PATH.match(request.path)
+    if match is None:
+        return _Route("unknown")
+    return _Route("table", match.group(1), match.group(2), match.group(3))
+
+
+def _basic(credentials: str) -> tuple[str, str]:
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return "", ""
+    name, _, password = decoded.partition(":")
+    return name, password
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return max(0, int(value)) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _media_problem(request: _Request) -> tuple[int, str, str] | None:
+    """POST, PUT and PATCH need both Accept and Content-Type, and JSON for both."""
+    accept = request.headers.get("accept")
+    content_type = request.headers.get("content-type")
+    if not accept or not content_type:
+        return (400, "Invalid request", "Both Accept and Content-Type headers are required")
+    if not any(
+        part.split(";")[0].strip() in ("*/*", "application/*", "application/json")
+        for part in accept.split(",")
+    ):
+        return (406, "Not Acceptable", f"Cannot produce {accept}")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        return (415, "Unsupported Media Type", f"Cannot consume {content_type}")
+    return None
+
+
+def _links(request: _Request, offset: int, limit: int, total: int) -> str:
+    def link(rel: str, at: int) -> str:
+        params = [
+            (k, v) for k, v in request.params() if k not in ("sysparm_offset", "sysparm_limit")
+        ]
+        params += [("sysparm_offset", str(at)), ("sysparm_limit", str(limit))]
+        return f'<{request.base_url}{request.path}?{urlencode(params)}>;rel="{rel}"'
+
+    step = max(limit, 1)
+    last = max(0, (total - 1) // step * step)
+    parts = [link("first", 0)]
+    if offset > 0:
+        parts.append(link("prev", max(0, offset - step)))
+    if offset + step < total:
+        parts.append(link("next", offset + step))
+    parts.append(link("last", last))
+    return ",".join(parts)
+
+
+def _with_headers(response: _Response, extra: Iterable[tuple[str, str]]) -> _Response:
+    extra = tuple(extra)
+    return attrs.evolve(response, headers=response.headers + extra) if extra else response
+
+
+def _broken(response: _Response) -> _Response:
+    """Cut the JSON in the middle of the result and append the cancellation error, as seen."""
+    text = response.body.decode()
+    cut = text[: max(len('{"result":'), len(text) // 2)]
+    tail = json.dumps(
+        {"detail": f"{_CANCELLED}. Check logs for error trace.", "message": _CANCELLED},
+        separators=(",", ":"),
+    )
+    body = f'{cut},}}""],"error":{tail},"status":"failure"}}'
+    return attrs.evolve(response, status=200, body=body.encode())
+
+
+class FakeTransport(httpx.AsyncBaseTransport):
+    """An httpx transport that hands requests to a `FakeServiceNow` in process.
+
+    Faults surface as the exceptions a real connection gives: `httpx.ConnectError` for a
+    refused connection, `httpx.ReadTimeout` when the client's read timeout passes (on the
+    fake's clock) during a black hole or latency, and `httpx.RemoteProtocolError` for a
+    dropped response or a released black hole.
+
+    Args:
+        fake: The instance to talk to.
+    """
+
+    def __init__(self, fake: FakeServiceNow) -> None:
+        self._fake = fake
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Answer `request` from the fake, or raise the transport error a fault calls for."""
+        body = await request.aread()
+        url = request.url
+        fake_request = _Request(
+            method=request.method,
+            path=url.path,
+            query=url.query.decode("ascii"),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+            base_url=f"{url.scheme}://{url.netloc.decode('ascii')}",
+        )
+        timeouts = request.extensions.get("timeout", {})
+        outcome = await self._fake._exchange(
+            fake_request,
+            read_timeout=timeouts.get("read"),
+            interrupt=None,
+            spawn=self._spawn,
+        )
+        if outcome.kind == "refused":
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        if outcome.kind == "timed_out":
+            raise httpx.ReadTimeout("The read operation timed out", request=request)
+        if outcome.response is None:
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            )
+        response = outcome.response
+        return httpx.Response(
+            response.status, headers=list(response.headers), content=response.body, request=request
+        )
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        """Cancel work still pending for timed-out requests (they never commit)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
