@@ -48,10 +48,14 @@ async def test_retry_after_sets_the_wait() -> None:
 async def test_permanent_errors_are_not_retried() -> None:
     """An error that retry_on refuses is raised at once, as it is."""
     clock = ManualClock(autojump=True)
-    with pytest.raises(PermanentError, match="400"):
+
+    async def refused() -> None:
         async for attempt in retrying(retry_on=transient, clock=clock):
             with attempt:
                 raise PermanentError("400")
+
+    with pytest.raises(PermanentError, match="400"):
+        await refused()
     assert clock.now() == 0
 
 
@@ -59,11 +63,14 @@ async def test_permanent_errors_are_not_retried() -> None:
 async def test_last_error_is_reraised_when_attempts_run_out() -> None:
     """After the last attempt the real error escapes, not a tenacity type."""
     clock = ManualClock(autojump=True)
-    seen = 0
-    with pytest.raises(TransientError, match="third"):
+    seen: list[str] = []
+
+    async def failing() -> None:
         async for attempt in retrying(retry_on=transient, clock=clock, attempts=3):
             with attempt:
-                seen += 1
-                raise TransientError(["first", "second", "third"][seen - 1])
-    assert seen == 3
-    assert repr(attempt) == "<Attempt 3>"
+                seen.append(repr(attempt))
+                raise TransientError(["first", "second", "third"][len(seen) - 1])
+
+    with pytest.raises(TransientError, match="third"):
+        await failing()
+    assert seen == ["<Attempt 1>", "<Attempt 2>", "<Attempt 3>"]
