@@ -43,13 +43,13 @@ class TokenBucket:
         settled_growth: Relative growth per second after the first 429.
     """
 
-    rate: float = attrs.field(default=20.0, validator=_positive)
+    rate: float = attrs.field(default=50.0, validator=_positive)
     burst: float = attrs.field(default=10.0, validator=_positive)
     learn: bool = True
     min_rate: float = attrs.field(default=1.0, validator=_positive)
     max_rate: float = attrs.field(default=2_000.0, validator=_positive)
-    growth: float = attrs.field(default=0.5, validator=_positive)
-    settled_growth: float = attrs.field(default=0.01, validator=_positive)
+    growth: float = attrs.field(default=1.0, validator=_positive)
+    settled_growth: float = attrs.field(default=0.02, validator=_positive)
     _tokens: float = attrs.field(init=False)
     _last: float | None = attrs.field(default=None, init=False)
     _settled: bool = attrs.field(default=False, init=False)
@@ -83,11 +83,12 @@ class TokenBucket:
         while recent and recent[0] <= now - 1.0:
             recent.popleft()
 
-    def record_rate_limited(self, now: float) -> None:
+    def record_rate_limited(self, now: float, retry_after: float | None = None) -> None:
         """A 429 arrived: set the rate just below what got through in the last second.
 
-        The 429s that follow within a second answer requests sent before the cut, so they
-        do not cut again.
+        After the first 429, nothing more goes out until `retry_after` has passed: the slow
+        start overshot and the instance's window is spent. The 429s that follow within a
+        second answer requests sent before the cut, so they do not cut again.
         """
         if not self.learn or (self._cut_at is not None and now - self._cut_at < 1.0):
             return
@@ -96,10 +97,18 @@ class TokenBucket:
         while recent and recent[0] <= now - 1.0:
             recent.popleft()
         measured = float(len(recent))
-        self.rate = max(self.min_rate, min(self.rate, measured) * 0.95)
-        self._settled = True
+        if not self._settled or measured < 0.7 * self.rate:
+            # The end of the slow start, or a limit far below the rate: go by what got through.
+            self.rate = max(self.min_rate, min(self.rate, measured) * 0.95)
+        else:
+            # Crept a little over the limit: step back a little.
+            self.rate = max(self.min_rate, self.rate * 0.95)
         self._refill(now)
-        self._tokens = min(self._tokens, 0.0)
+        # The first 429 ends the slow start, which overshoots by up to a second's growth:
+        # wait the window out. Later ones come from creeping a percent over: just slow down.
+        hold = 0.0 if self._settled else (retry_after or 0.0)
+        self._tokens = min(self._tokens, -hold * self.rate)
+        self._settled = True
 
     def _refill(self, now: float) -> None:
         if self._last is not None and now > self._last:
