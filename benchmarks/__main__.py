@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _common, router
+from . import _common, drain, journal, router
 
-SUITES = {"router": router.run}
+
+def _journal(*, quick: bool) -> dict[str, object]:
+    """The journal's own figures, then a backlog drained against a rate limit."""
+    return {**journal.run(quick=quick), "drain": drain.run(quick=quick)}
+
+
+SUITES = {"journal": _journal, "router": router.run}
 
 
 def main(argv: list[str] | None = None) -> int:

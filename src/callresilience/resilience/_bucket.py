@@ -49,7 +49,7 @@ class TokenBucket:
     min_rate: float = attrs.field(default=1.0, validator=_positive)
     max_rate: float = attrs.field(default=2_000.0, validator=_positive)
     growth: float = attrs.field(default=1.0, validator=_positive)
-    settled_growth: float = attrs.field(default=0.02, validator=_positive)
+    settled_growth: float = attrs.field(default=0.01, validator=_positive)
     _tokens: float = attrs.field(init=False)
     _last: float | None = attrs.field(default=None, init=False)
     _settled: bool = attrs.field(default=False, init=False)
@@ -101,8 +101,8 @@ class TokenBucket:
             # The end of the slow start, or a limit far below the rate: go by what got through.
             self.rate = max(self.min_rate, min(self.rate, measured) * 0.95)
         else:
-            # Crept a little over the limit: step back a little.
-            self.rate = max(self.min_rate, self.rate * 0.95)
+            # Crept a little over the limit: step back, and creep up again from there.
+            self.rate = max(self.min_rate, self.rate * 0.9)
         self._refill(now)
         # The first 429 ends the slow start, which overshoots by up to a second's growth:
         # wait the window out. Later ones come from creeping a percent over: just slow down.

@@ -1,0 +1,612 @@
+"""The drainer: runs journal entries against the instance, in the background, exactly once.
+
+Exactly-once *effect* comes from at-least-once execution plus idempotent operations: a create
+goes through `ServiceNowClient.create_once`, which looks the record up by its correlation field
+before posting again after an ambiguous failure. The drainer adds what a single call cannot:
+
+- **Leases.** Entries are claimed with a lease; a crashed worker's entries run again once
+  their lease has run out, and a worker whose lease was lost drops its result.
+- **Settling.** After a failure that may still be running on the instance (a timeout, a reset,
+  a 502/504), a lookup that finds nothing proves nothing until the instance's transaction limit
+  (60 s for the Table API) has passed since the failure. Until then the entry is only looked
+  up, never posted again.
+- **Backoff.** A few quick retries in process (on tenacity), then the entry goes back to the
+  journal with a durable next-attempt time: exponential with full jitter, or `Retry-After`.
+- **A breaker per endpoint.** While it is open nothing is claimed; half-open sends cheap probe
+  reads, never journal entries.
+- **Pacing.** Every request waits on a token bucket, learned from 429s, so a backlog drains
+  at the rate the instance allows instead of in a stampede.
+
+Entries are operations on tables, described by their payload (see `create_intent` and
+`update_intent`). A value ``{"$ref": "name"}`` in a payload stands for the sys_id that an
+earlier entry of the same call stored under ``name``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, TypeAlias
+
+import attrs
+
+from .._clock import Clock, SystemClock
+from .._errors import (
+    AmbiguousError,
+    AuthenticationError,
+    InvalidInput,
+    PermanentError,
+    RateLimited,
+    ServiceNowError,
+    TransientError,
+)
+from ..resilience import (
+    Backoff,
+    BreakerConfig,
+    BreakerState,
+    BreakerStateChanged,
+    CircuitBreaker,
+    TokenBucket,
+    retrying,
+)
+from ..servicenow import Query, ServiceNowClient
+from ..servicenow._classify import may_still_run
+from ._errors import LeaseLost
+from ._store import JournalStore
+from ._types import Entry, Intent
+
+__all__ = [
+    "Drainer",
+    "DrainerConfig",
+    "DrainerEvent",
+    "RecordDead",
+    "RecordWritten",
+    "create_intent",
+    "update_intent",
+]
+
+log = logging.getLogger("callresilience.journal")
+
+CREATE: Final = "create"
+UPDATE: Final = "update"
+_AMBIGUOUS_MARK: Final = "ambiguous since "
+
+
+def create_intent(
+    call_id: str,
+    name: str,
+    table: str,
+    fields: Mapping[str, Any],
+    *,
+    correlation: tuple[str, str],
+) -> Intent:
+    """Return the intent to create one record, stored under `name` for later entries.
+
+    Args:
+        call_id: The call the record belongs to.
+        name: What the record is to the call (``"phone_log"``, ``"interaction"``); its
+            sys_id is stored under this name and the idempotency key is ``call_id:name``.
+        table: The table to create it in.
+        fields: Its fields; ``{"$ref": "other"}`` stands for another record's sys_id.
+        correlation: The field and value that identify the record on the instance, so that
+            a create whose outcome was unknown is found instead of repeated.
+    """
+    payload = {
+        "table": table,
+        "fields": dict(fields),
+        "correlation": list(correlation),
+        "name": name,
+    }
+    return Intent(call_id=call_id, kind=CREATE, payload=payload, key=f"{call_id}:{name}")
+
+
+def update_intent(
+    call_id: str, key: str, table: str, target: str, fields: Mapping[str, Any]
+) -> Intent:
+    """Return the intent to update the record stored under `target` for this call.
+
+    Args:
+        call_id: The call.
+        key: A name for this update, unique within the call (``"end"``, ``"hold-3"``).
+        table: The record's table.
+        target: The name the record's sys_id is stored under (``"interaction"``).
+        fields: The fields to set.
+    """
+    payload = {"table": table, "target": target, "fields": dict(fields)}
+    return Intent(call_id=call_id, kind=UPDATE, payload=payload, key=f"{call_id}:{key}")
+
+
+@attrs.frozen
+class RecordWritten:
+    """An entry's record was created (or adopted) or updated on the instance.
+
+    Attributes:
+        call_id: The call.
+        key: The entry's idempotency key.
+        name: What the record is to the call (``"interaction"``, ``"phone_log"``).
+        kind: ``"create"`` or ``"update"``.
+        table: The record's table.
+        sys_id: The record's sys_id.
+        adopted: A create found the record already there (written by an earlier attempt
+            whose answer was lost) instead of creating it.
+    """
+
+    call_id: str
+    key: str
+    name: str
+    kind: str
+    table: str
+    sys_id: str
+    adopted: bool
+
+
+@attrs.frozen
+class RecordDead:
+    """The instance refused an entry for good; an operator may replay it."""
+
+    call_id: str
+    key: str
+    reason: str
+
+
+DrainerEvent: TypeAlias = RecordWritten | RecordDead | BreakerStateChanged
+
+
+def _count(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(f"{attribute.name}: give a whole number >= 1", field=attribute.name)
+
+
+def _seconds(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value >= 0:
+        raise InvalidInput(f"{attribute.name}: give seconds >= 0", field=attribute.name)
+
+
+@attrs.frozen
+class DrainerConfig:
+    """How the drainer works the journal.
+
+    Attributes:
+        concurrency: Entries in flight at once.
+        batch: Entries claimed per claim.
+        lease: Seconds a claimed entry is ours before another worker may take it over.
+        idle_poll: Seconds between looks at the journal when nothing is due and nobody
+            called `wake()`.
+        attempts: Attempts in process (the first included) before an entry goes back to
+            the journal with a durable next-attempt time.
+        backoff: The waits between attempts.
+        settle: Seconds after an ambiguous failure before a lookup that finds nothing is
+            trusted and the record posted again (the Table API cancels a transaction after
+            60 s).
+        breaker: The circuit breaker's thresholds.
+        rate: Requests per second to start at (learned from then on unless `learn_rate` is
+            False).
+        learn_rate: Learn the instance's rate from 429s and throughput.
+        hold_over: A `Retry-After` longer than this holds every request, not just the entry.
+    """
+
+    concurrency: int = attrs.field(default=16, validator=_count)
+    batch: int = attrs.field(default=64, validator=_count)
+    lease: float = attrs.field(default=120.0, validator=_seconds)
+    idle_poll: float = attrs.field(default=1.0, validator=_seconds)
+    attempts: int = attrs.field(default=2, validator=_count)
+    backoff: Backoff = attrs.field(factory=Backoff)
+    settle: float = attrs.field(default=65.0, validator=_seconds)
+    breaker: BreakerConfig = attrs.field(factory=BreakerConfig)
+    rate: float = 50.0
+    learn_rate: bool = True
+    hold_over: float = attrs.field(default=5.0, validator=_seconds)
+
+    def __attrs_post_init__(self) -> None:
+        if self.lease < self.settle + 10:
+            raise InvalidInput(
+                f"lease: {self.lease} s is too short; it must exceed settle ({self.settle} s) by "
+                "at least 10 s, so that a dead worker's last request is over when its lease ends",
+                field="lease",
+            )
+
+
+class _Settling(Exception):
+    """A lookup found nothing before the settle time: try again later, post nothing."""
+
+    def __init__(self, until: float) -> None:
+        super().__init__(until)
+        self.until = until
+
+
+class Drainer:
+    """Runs a journal's entries against an instance until stopped.
+
+    Use it as an async context manager; it drains in background tasks while open::
+
+        async with Drainer(store, client) as drainer:
+            await store.append([...], clock.time())
+            drainer.wake()
+
+    Args:
+        store: The journal.
+        client: The instance.
+        config: How to work.
+        clock: Where time comes from (monotonic for pacing, UNIX for the journal).
+        on_event: Called with each `DrainerEvent`; exceptions it raises are logged.
+        rng: The random source for jitter (seed it for repeatable runs).
+        owner: This worker's id in leases (default: a random one).
+    """
+
+    def __init__(
+        self,
+        store: JournalStore,
+        client: ServiceNowClient,
+        config: DrainerConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        on_event: Callable[[DrainerEvent], object] | None = None,
+        rng: random.Random | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._config = config or DrainerConfig()
+        self._clock = clock or SystemClock()
+        self._on_event = on_event
+        self._rng = rng or random.Random()
+        self._owner = owner or f"drainer-{uuid.uuid4().hex[:12]}"
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._bucket = TokenBucket(rate=self._config.rate, learn=self._config.learn_rate)
+        self._slots = asyncio.Semaphore(self._config.concurrency)
+        self._wake = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._closing = False
+        # A create may be posted only this long after the claim, so that the transaction of
+        # a post by a worker that then died is over before its lease runs out.
+        self._post_window = self._config.lease - self._config.settle
+
+    def __repr__(self) -> str:
+        return f"<Drainer owner={self._owner!r} in_flight={len(self._running)}>"
+
+    @property
+    def owner(self) -> str:
+        """This worker's id in leases."""
+        return self._owner
+
+    @property
+    def bucket(self) -> TokenBucket:
+        """The pacing bucket (its `rate` is the current learned rate)."""
+        return self._bucket
+
+    def breaker(self, endpoint: str | None = None) -> CircuitBreaker:
+        """Return the breaker of an endpoint (default: the client's current one)."""
+        endpoint = endpoint or self._client.endpoint
+        breaker = self._breakers.get(endpoint)
+        if breaker is None:
+            breaker = self._breakers[endpoint] = CircuitBreaker(endpoint, self._config.breaker)
+        return breaker
+
+    def wake(self) -> None:
+        """Look at the journal now (call after appending)."""
+        self._wake.set()
+
+    async def __aenter__(self) -> Drainer:
+        self._loop_task = asyncio.create_task(self._loop(), name=f"{self._owner}-loop")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop claiming, and cancel the entries in flight (their leases will run out)."""
+        self._closing = True
+        tasks = [t for t in (self._loop_task, *self._running) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def drain_once(self) -> int:
+        """Claim and run one batch of due entries to completion; return how many ran.
+
+        For tests and tools: the background loop does the same continuously.
+        """
+        entries = await self._claim()
+        await asyncio.gather(*(self._run(entry) for entry in entries))
+        return len(entries)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while not self._closing:
+            try:
+                claimed = await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the drainer's loop failed; trying again")
+                claimed = 0
+            if claimed == 0:
+                await self._idle()
+
+    async def _step(self) -> int:
+        """One turn: probe while the breaker is not closed, else claim and start entries."""
+        breaker = self.breaker()
+        now = self._clock.now()
+        state = breaker.state(now)
+        if state is BreakerState.OPEN:
+            return 0
+        if state is BreakerState.HALF_OPEN:
+            await self._probe(breaker)
+            return 0
+        free = self._config.concurrency - len(self._running)
+        if free <= 0:
+            return 0
+        entries = await self._claim(min(free, self._config.batch))
+        for entry in entries:
+            await self._slots.acquire()
+            task = asyncio.create_task(self._run_slot(entry))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        return len(entries)
+
+    async def _idle(self) -> None:
+        """Wait for a wake-up, the poll interval, or the breaker's next probe time."""
+        wait = self._config.idle_poll
+        open_until = self.breaker().open_until
+        if open_until is not None:
+            wait = min(wait, max(0.0, open_until - self._clock.now()))
+        self._wake.clear()
+        sleeper = asyncio.ensure_future(self._clock.sleep(wait))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in (sleeper, waker):
+                future.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await future
+
+    async def _claim(self, limit: int | None = None) -> list[Entry]:
+        cfg = self._config
+        return await self._store.claim(
+            self._owner, self._clock.time(), limit or cfg.batch, cfg.lease
+        )
+
+    async def _run_slot(self, entry: Entry) -> None:
+        try:
+            await self._run(entry)
+        finally:
+            self._slots.release()
+            self._wake.set()
+
+    async def _probe(self, breaker: CircuitBreaker) -> None:
+        allowed, events = breaker.allow_probe(self._clock.now())
+        self._emit_all(events)
+        if not allowed:
+            return
+        try:
+            await self._client.probe()
+        except (TransientError, AmbiguousError) as error:
+            self._emit_all(
+                breaker.record_failure(self._clock.now(), probe=True, reason=type(error).__name__)
+            )
+        except ServiceNowError:
+            # The instance answered (with a refusal): it is up.
+            self._emit_all(breaker.record_success(self._clock.now(), probe=True))
+        else:
+            self._emit_all(breaker.record_success(self._clock.now(), probe=True))
+
+    # -- one entry ---------------------------------------------------------------------------
+
+    async def _run(self, entry: Entry) -> None:
+        """Run one claimed entry and record its outcome in the journal."""
+        try:
+            await self._attempt(entry)
+        except LeaseLost:
+            log.info("entry %s: lease lost; its new owner will finish it", entry.key)
+
+    async def _attempt(self, entry: Entry) -> None:
+        store, clock, owner = self._store, self._clock, self._owner
+        try:
+            written = await self._execute(entry)
+        except _Settling as settling:
+            await store.retry(
+                entry.entry_id,
+                owner,
+                clock.time(),
+                settling.until,
+                entry.last_error or "settling",
+            )
+        except (PermanentError, AuthenticationError, InvalidInput) as error:
+            reason = f"{type(error).__name__}: {error}"
+            await store.kill(entry.entry_id, owner, clock.time(), reason)
+            log.error("entry %s is dead: %s", entry.key, reason)
+            self._emit(RecordDead(entry.call_id, entry.key, reason))
+        except AmbiguousError as error:
+            # Only a write ends ambiguously, so a request may be running on the instance
+            # from now on: the settle time counts from this failure.
+            now = clock.time()
+            wait = self._config.backoff.wait(entry.attempts, self._rng, error.retry_after)
+            note = f"{_AMBIGUOUS_MARK}{now!r}: {error}" if may_still_run(error) else str(error)
+            await store.retry(entry.entry_id, owner, now, now + wait, note)
+        except (TransientError, ServiceNowError) as error:
+            now = clock.time()
+            wait = self._config.backoff.wait(entry.attempts, self._rng, error.retry_after)
+            note = f"{type(error).__name__}: {error}"
+            since = _ambiguous_since(entry)
+            if since is not None:
+                # Nothing was written now, but an earlier post may still be running.
+                note = f"{_AMBIGUOUS_MARK}{since!r}: {note}"
+            await store.retry(entry.entry_id, owner, now, now + wait, note)
+        else:
+            await store.complete(
+                entry.entry_id,
+                owner,
+                clock.time(),
+                result={"sys_id": written.sys_id, "adopted": written.adopted},
+                results={written_name(entry): written.sys_id} if entry.kind == CREATE else None,
+            )
+            self._emit(written)
+
+    async def _execute(self, entry: Entry) -> RecordWritten:
+        """Send the entry's request(s), with quick retries in process; return what was written."""
+        payload = entry.payload
+        table = str(payload.get("table", ""))
+        results = await self._store.call_results(entry.call_id)
+        fields = _resolve(payload.get("fields", {}), results, entry)
+
+        async def once() -> RecordWritten:
+            await self._pace()
+            if entry.kind == CREATE:
+                return await self._create(entry, table, fields)
+            if entry.kind == UPDATE:
+                target = results.get(str(payload.get("target", "")))
+                if target is None:
+                    raise InvalidInput(
+                        f"entry {entry.key}: no record named {payload.get('target')!r} exists "
+                        "for this call; an update must follow the create of its record",
+                        field="target",
+                    )
+                await self._call(self._client.update(table, target, fields))
+                return RecordWritten(
+                    entry.call_id, entry.key, str(payload["target"]), UPDATE, table, target, False
+                )
+            raise InvalidInput(f"entry {entry.key}: unknown kind {entry.kind!r}", field="kind")
+
+        async for attempt in retrying(
+            retry_on=self._retry_in_process,
+            clock=self._clock,
+            attempts=self._config.attempts,
+            backoff=self._config.backoff,
+            rng=self._rng,
+        ):
+            with attempt:
+                return await once()
+        raise AssertionError("retrying() ends with a result or an error")  # pragma: no cover
+
+    async def _create(self, entry: Entry, table: str, fields: dict[str, Any]) -> RecordWritten:
+        field, value = (str(part) for part in entry.payload.get("correlation", ("", "")))
+        name = written_name(entry)
+        since = _ambiguous_since(entry)
+        client = self._client
+        if since is not None and self._clock.time() < since + self._config.settle:
+            # The earlier create may still be running on the instance: look, never post.
+            lookup = Query().eq(field, value)
+            found = await self._call(client.query(table, lookup, fields=("sys_id",), limit=1))
+            if not found.records:
+                raise _Settling(since + self._config.settle)
+            sys_id = str(found.records[0].get("sys_id", ""))
+            return RecordWritten(entry.call_id, entry.key, name, CREATE, table, sys_id, True)
+        if self._clock.time() > _claimed_at(entry, self._config.lease) + self._post_window:
+            # Too late in the lease to post: were this worker to die now, the next owner
+            # could not trust a lookup until the request's transaction was surely over.
+            raise _Settling(self._clock.time())
+        outcome = await self._call(
+            client.create_once(
+                table, fields, correlation=(field, value), lookup_first=entry.attempts > 1
+            )
+        )
+        sys_id = str(outcome.record.get("sys_id", ""))
+        return RecordWritten(
+            entry.call_id, entry.key, name, CREATE, table, sys_id, not outcome.created
+        )
+
+    def _retry_in_process(self, error: BaseException) -> bool:
+        """Quick retries only for errors that wrote nothing, while the breaker is closed."""
+        # A 429 goes back to the journal instead: sleeping out its Retry-After here would
+        # hold a slot that other entries could use once the bucket lets them.
+        if not isinstance(error, TransientError) or isinstance(error, RateLimited):
+            return False
+        return self.breaker().allow_request(self._clock.now())
+
+    async def _pace(self) -> None:
+        wait = self._bucket.reserve(self._clock.now())
+        if wait > 0:
+            await self._clock.sleep(wait)
+
+    async def _call(self, request: Awaitable[Any]) -> Any:
+        """Await one request and tell the breaker and the bucket how it went."""
+        breaker = self.breaker()
+        try:
+            result = await request
+        except RateLimited as error:
+            now = self._clock.now()
+            self._bucket.record_rate_limited(now, error.retry_after)
+            if (error.retry_after or 0.0) > self._config.hold_over:
+                self._emit_all(breaker.hold(now, error.retry_after or 0.0, "429 with a long wait"))
+            raise
+        except (TransientError, AmbiguousError) as error:
+            self._emit_all(breaker.record_failure(self._clock.now(), reason=type(error).__name__))
+            raise
+        except ServiceNowError:
+            self._emit_all(breaker.record_success(self._clock.now()))
+            raise
+        now = self._clock.now()
+        self._bucket.record_success(now)
+        self._emit_all(breaker.record_success(now))
+        return result
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _emit_all(self, events: list[BreakerStateChanged]) -> None:
+        for event in events:
+            log.warning(
+                "breaker %s: %s -> %s (%s)",
+                event.endpoint,
+                event.old.value,
+                event.new.value,
+                event.reason,
+            )
+            self._emit(event)
+
+    def _emit(self, event: DrainerEvent) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(event)
+        except Exception:
+            log.exception("an event handler failed on %s", type(event).__name__)
+
+
+def written_name(entry: Entry) -> str:
+    """The name a create entry stores its sys_id under."""
+    return str(entry.payload.get("name", entry.key))
+
+
+def _claimed_at(entry: Entry, lease: float) -> float:
+    """When this worker claimed the entry (its lease ends `lease` seconds later)."""
+    return (entry.lease_until or 0.0) - lease
+
+
+def _ambiguous_since(entry: Entry) -> float | None:
+    """When the entry's first ambiguous failure happened, if its last failure was one."""
+    error = entry.last_error or ""
+    if not error.startswith(_AMBIGUOUS_MARK):
+        return None
+    stamp = error[len(_AMBIGUOUS_MARK) :].split(":", 1)[0]
+    try:
+        return float(stamp)
+    except ValueError:
+        return None
+
+
+def _resolve(value: Any, results: Mapping[str, str], entry: Entry) -> Any:
+    """Replace every ``{"$ref": name}`` with the sys_id stored under `name`."""
+    if isinstance(value, Mapping):
+        if set(value) == {"$ref"}:
+            name = str(value["$ref"])
+            if name not in results:
+                raise InvalidInput(
+                    f"entry {entry.key}: it refers to {name!r}, which this call has not "
+                    "created; the journal keeps each call's entries in order, so this is a bug "
+                    "in the intents",
+                    field="payload",
+                )
+            return results[name]
+        return {str(k): _resolve(v, results, entry) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, results, entry) for v in value]
+    return value

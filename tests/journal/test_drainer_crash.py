@@ -1,0 +1,100 @@
+"""Crashes with real processes: a drainer killed with SIGKILL mid-drain loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from callresilience.journal import EntryState, SqliteJournal, create_intent
+from callresilience.testing import DropResponse, FakeServiceNow, ServiceUnavailable
+
+CHILD = Path(__file__).with_name("drain_child.py")
+CALLS = 1_000
+
+
+async def fill(path: Path) -> None:
+    """Journal a phone log and an Interaction (pointing at it) for each of CALLS calls."""
+    async with SqliteJournal(path) as store:
+        for start in range(0, CALLS, 100):
+            intents = []
+            for n in range(start, start + 100):
+                call_id = f"call-{n:04d}"
+                intents += [
+                    create_intent(
+                        call_id,
+                        "phone_log",
+                        "sn_openframe_phone_log",
+                        {"call_id": call_id, "phone_number": "+14155550100"},
+                        correlation=("call_id", call_id),
+                    ),
+                    create_intent(
+                        call_id,
+                        "interaction",
+                        "interaction",
+                        {
+                            "correlation_id": call_id,
+                            "channel_metadata_document": {"$ref": "phone_log"},
+                        },
+                        correlation=("correlation_id", call_id),
+                    ),
+                ]
+            await store.append(intents, time.time())
+
+
+async def run_until(fake: FakeServiceNow, journal: Path, url: str, created: int | None) -> int:
+    """Run a child; kill it with SIGKILL once `created` Interactions exist (None: let it end)."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, str(CHILD), str(journal), url, stdout=asyncio.subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while child.returncode is None and time.monotonic() < deadline:
+            if created is not None and len(fake.records("interaction")) >= created:
+                child.send_signal(signal.SIGKILL)
+                await child.wait()
+                return -signal.SIGKILL
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(child.wait(), 0.05)
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+            pytest.fail("the drainer did not finish within 120 s")
+        return child.returncode
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+
+
+@pytest.mark.anyio
+async def test_killed_drainer_restarts_and_every_record_exists_once(tmp_path: Path) -> None:
+    """2,000 entries, lost answers and 503s, SIGKILL twice: one record per entry, in order."""
+    journal = tmp_path / "journal.db"
+    await fill(journal)
+    fake = FakeServiceNow(user="sn", password="pw", seed=3)
+    fake.faults.add(DropResponse(), probability=0.1, methods={"POST"})
+    fake.faults.add(ServiceUnavailable(), probability=0.05, methods={"POST"})
+    async with fake.serve(port=0) as url:
+        assert await run_until(fake, journal, url, created=CALLS // 4) == -signal.SIGKILL
+        assert await run_until(fake, journal, url, created=CALLS // 2) == -signal.SIGKILL
+        assert await run_until(fake, journal, url, created=None) == 0
+
+    logs = {r["call_id"]: r for r in fake.records("sn_openframe_phone_log")}
+    interactions = fake.records("interaction")
+    assert len(logs) == CALLS
+    assert len(interactions) == CALLS
+    assert len({r["correlation_id"] for r in interactions}) == CALLS
+    for interaction in interactions:
+        # Per-call order: the Interaction was created after its phone log, and points at it.
+        log = logs[interaction["correlation_id"]]
+        assert interaction["channel_metadata_document"] == log["sys_id"]
+    async with SqliteJournal(journal) as store:
+        counts = await store.counts()
+    assert counts[EntryState.DONE] == 2 * CALLS
+    assert any(r.outcome == "dropped" for r in fake.requests)
