@@ -38,6 +38,7 @@ async def serve(rate_limit: int | None) -> None:
                 "statuses": Counter(str(r.status) for r in requests),
                 "ok_span": [min(ok), max(ok)] if ok else None,
                 "ok": len(ok),
+                "limited_at": [r.at - min(ok) for r in requests if r.status == 429] if ok else [],
                 "values": {
                     table: [r.get(field, "") for r in fake.records(table)]
                     for table, field in CORRELATION.items()

@@ -25,7 +25,9 @@ from typing import Any
 from callresilience.journal import (
     Drainer,
     DrainerConfig,
+    DrainerEvent,
     EntryState,
+    RecordWritten,
     SqliteJournal,
     create_intent,
 )
@@ -80,12 +82,24 @@ async def _drain(entries: int) -> dict[str, Any]:
             async with SqliteJournal(Path(folder) / "journal.db") as store:
                 await _fill(store, calls)
                 async with ServiceNowClient(url, auth=BasicAuth("sn", "pw")) as client:
+                    written = 0
+                    finished = asyncio.Event()
+
+                    def count(event: DrainerEvent) -> None:
+                        # Progress from events: polling the journal's counts would compete
+                        # with the drainer for the SQLite thread.
+                        nonlocal written
+                        if isinstance(event, RecordWritten):
+                            written += 1
+                            if written == entries:
+                                finished.set()
+
                     started = time.perf_counter()
-                    async with Drainer(store, client, config) as drainer:
+                    async with Drainer(store, client, config, on_event=count) as drainer:
                         drainer.wake()
-                        while (await store.counts())[EntryState.DONE] < entries:
-                            await asyncio.sleep(0.05)
+                        await finished.wait()
                         learned = drainer.bucket.rate
+                    assert (await store.counts())[EntryState.DONE] == entries
                     elapsed = time.perf_counter() - started
     finally:
         server.send_signal(signal.SIGTERM)

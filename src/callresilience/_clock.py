@@ -7,6 +7,7 @@ injected clock, so tests swap in `callresilience.testing.ManualClock` and never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Protocol, runtime_checkable
 
@@ -51,3 +52,16 @@ class SystemClock:
 
     def __repr__(self) -> str:
         return "SystemClock()"
+
+
+async def sleep_or_wake(clock: Clock, seconds: float, wake: asyncio.Event) -> None:
+    """Wait `seconds` on `clock`, or less if `wake` is set first (it is cleared by the caller)."""
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    waker = asyncio.ensure_future(wake.wait())
+    try:
+        await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in (sleeper, waker):
+            future.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await future

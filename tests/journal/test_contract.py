@@ -272,6 +272,8 @@ async def test_an_expired_lease_lets_another_worker_claim(store: JournalStore) -
     assert taken.lease_owner == "w2"
     assert taken.lease_until == T0 + 60
     assert taken.attempts == 2
+    assert "lease of w1 ran out" in (taken.last_error or "")
+    assert (await store.get(entry.entry_id)).last_error == taken.last_error
 
 
 @pytest.mark.parametrize("operation", ["complete", "retry", "kill"])

@@ -23,6 +23,7 @@ from callresilience.journal import (
     MemoryJournal,
     SqliteJournal,
 )
+from callresilience.journal._rules import takeover_note
 
 from .conftest import T0
 
@@ -147,6 +148,9 @@ class JournalMachine(RuleBasedStateMachine):
                 if earlier.seq < entry.seq:
                     assert earlier.state is DONE, "per-call order violated"
         for model in expected:
+            if model.state is IN_FLIGHT:
+                # Taken over: the previous owner's outcome is unknown, and the entry says so.
+                model.last_error = takeover_note(model.lease_owner, model.lease_until)
             model.state = IN_FLIGHT
             model.lease_owner = owner
             model.lease_until = self.now + lease

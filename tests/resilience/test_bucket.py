@@ -74,3 +74,32 @@ def test_bad_settings_are_refused() -> None:
     """Rates must be finite and positive."""
     with pytest.raises(InvalidInput, match="rate"):
         TokenBucket(rate=0)
+
+
+def test_a_per_second_limit_in_the_headers_caps_the_rate_before_any_429() -> None:
+    """X-RateLimit-Limit with a window resetting within 2 s caps the rate just under it."""
+    bucket = TokenBucket(rate=50)
+    bucket.observe_limit(200, window_left=0.4)
+    now = 0.0
+    for _ in range(5_000):
+        now += bucket.reserve(now)
+    assert bucket.rate == pytest.approx(194.0)
+
+
+def test_an_hourly_limit_in_the_headers_does_not_cap_the_rate() -> None:
+    """An hourly rule (a reset far away) is left to 429s and Retry-After."""
+    bucket = TokenBucket(rate=50)
+    bucket.observe_limit(10_000, window_left=1_800)
+    now = 0.0
+    for _ in range(5_000):
+        now += bucket.reserve(now)
+    assert bucket.rate > 1_000
+
+
+def test_a_429_below_a_known_limit_lowers_the_ceiling() -> None:
+    """Another client sharing the quota shows up as 429s under the header's limit."""
+    bucket = TokenBucket(rate=500)
+    bucket.observe_limit(100, window_left=0.5)
+    assert bucket.rate == pytest.approx(97)
+    bucket.record_rate_limited(10.0)
+    assert bucket.rate == pytest.approx(97 * 0.95)

@@ -34,7 +34,7 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
-from .._clock import Clock, SystemClock
+from .._clock import Clock, SystemClock, sleep_or_wake
 from .._errors import (
     AmbiguousError,
     AuthenticationError,
@@ -73,7 +73,13 @@ log = logging.getLogger("callresilience.journal")
 
 CREATE: Final = "create"
 UPDATE: Final = "update"
+# How `last_error` tells the next attempt that an earlier one may have written: "ambiguous"
+# (the instance answered, so a lookup is authoritative), "ambiguous since <time>" (the request
+# may still be running until the settle time has passed), or the store's note that a lease ran
+# out with no outcome recorded.
+_AMBIGUOUS: Final = "ambiguous"
 _AMBIGUOUS_MARK: Final = "ambiguous since "
+_TAKEOVER: Final = "lease of "
 
 
 def create_intent(
@@ -359,15 +365,7 @@ class Drainer:
         if open_until is not None:
             wait = min(wait, max(0.0, open_until - self._clock.now()))
         self._wake.clear()
-        sleeper = asyncio.ensure_future(self._clock.sleep(wait))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for future in (sleeper, waker):
-                future.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await future
+        await sleep_or_wake(self._clock, wait, self._wake)
 
     async def _claim(self, limit: int | None = None) -> list[Entry]:
         cfg = self._config
@@ -426,20 +424,19 @@ class Drainer:
             log.error("entry %s is dead: %s", entry.key, reason)
             self._emit(RecordDead(entry.call_id, entry.key, reason))
         except AmbiguousError as error:
-            # Only a write ends ambiguously, so a request may be running on the instance
-            # from now on: the settle time counts from this failure.
+            # A write ended ambiguously: the next attempt looks the record up first, and if
+            # the request may still be running, the settle time counts from now.
             now = clock.time()
             wait = self._config.backoff.wait(entry.attempts, self._rng, error.retry_after)
-            note = f"{_AMBIGUOUS_MARK}{now!r}: {error}" if may_still_run(error) else str(error)
-            await store.retry(entry.entry_id, owner, now, now + wait, note)
+            mark = f"{_AMBIGUOUS_MARK}{now!r}" if may_still_run(error) else _AMBIGUOUS
+            await store.retry(entry.entry_id, owner, now, now + wait, f"{mark}: {error}")
         except (TransientError, ServiceNowError) as error:
             now = clock.time()
             wait = self._config.backoff.wait(entry.attempts, self._rng, error.retry_after)
             note = f"{type(error).__name__}: {error}"
-            since = _ambiguous_since(entry)
-            if since is not None:
-                # Nothing was written now, but an earlier post may still be running.
-                note = f"{_AMBIGUOUS_MARK}{since!r}: {note}"
+            if _may_have_written(entry):
+                # Nothing was written now, but an earlier attempt may have: keep the mark.
+                note = f"{(entry.last_error or '').split(': ', 1)[0]}: {note}"
             await store.retry(entry.entry_id, owner, now, now + wait, note)
         else:
             await store.complete(
@@ -459,7 +456,6 @@ class Drainer:
         fields = _resolve(payload.get("fields", {}), results, entry)
 
         async def once() -> RecordWritten:
-            await self._pace()
             if entry.kind == CREATE:
                 return await self._create(entry, table, fields)
             if entry.kind == UPDATE:
@@ -470,6 +466,7 @@ class Drainer:
                         "for this call; an update must follow the create of its record",
                         field="target",
                     )
+                await self._pace()
                 await self._call(self._client.update(table, target, fields))
                 return RecordWritten(
                     entry.call_id, entry.key, str(payload["target"]), UPDATE, table, target, False
@@ -490,25 +487,28 @@ class Drainer:
     async def _create(self, entry: Entry, table: str, fields: dict[str, Any]) -> RecordWritten:
         field, value = (str(part) for part in entry.payload.get("correlation", ("", "")))
         name = written_name(entry)
-        since = _ambiguous_since(entry)
         client = self._client
-        if since is not None and self._clock.time() < since + self._config.settle:
-            # The earlier create may still be running on the instance: look, never post.
+        if _may_have_written(entry):
+            # An earlier attempt may have created the record: look before posting. (The
+            # lookup is paced like any request; a 429 or a refusal wrote nothing, so entries
+            # that met only those skip it.)
+            await self._pace()
             lookup = Query().eq(field, value)
             found = await self._call(client.query(table, lookup, fields=("sys_id",), limit=1))
-            if not found.records:
+            if found.records:
+                sys_id = str(found.records[0].get("sys_id", ""))
+                return RecordWritten(entry.call_id, entry.key, name, CREATE, table, sys_id, True)
+            since = _ambiguous_since(entry)
+            if since is not None and self._clock.time() < since + self._config.settle:
+                # The earlier post may still be running on the instance: not found proves
+                # nothing yet.
                 raise _Settling(since + self._config.settle)
-            sys_id = str(found.records[0].get("sys_id", ""))
-            return RecordWritten(entry.call_id, entry.key, name, CREATE, table, sys_id, True)
         if self._clock.time() > _claimed_at(entry, self._config.lease) + self._post_window:
             # Too late in the lease to post: were this worker to die now, the next owner
             # could not trust a lookup until the request's transaction was surely over.
             raise _Settling(self._clock.time())
-        outcome = await self._call(
-            client.create_once(
-                table, fields, correlation=(field, value), lookup_first=entry.attempts > 1
-            )
-        )
+        await self._pace()
+        outcome = await self._call(client.create_once(table, fields, correlation=(field, value)))
         sys_id = str(outcome.record.get("sys_id", ""))
         return RecordWritten(
             entry.call_id, entry.key, name, CREATE, table, sys_id, not outcome.created
@@ -546,6 +546,9 @@ class Drainer:
             raise
         now = self._clock.now()
         self._bucket.record_success(now)
+        limit = self._client.rate_limit
+        if limit is not None and limit.limit is not None and limit.reset is not None:
+            self._bucket.observe_limit(limit.limit, limit.reset.timestamp() - self._clock.time())
         self._emit_all(breaker.record_success(now))
         return result
 
@@ -574,6 +577,12 @@ class Drainer:
 def written_name(entry: Entry) -> str:
     """The name a create entry stores its sys_id under."""
     return str(entry.payload.get("name", entry.key))
+
+
+def _may_have_written(entry: Entry) -> bool:
+    """Whether an earlier attempt of a create may have written its record."""
+    error = entry.last_error or ""
+    return error.startswith((_AMBIGUOUS, _TAKEOVER))
 
 
 def _claimed_at(entry: Entry, lease: float) -> float:

@@ -186,6 +186,8 @@ class MemoryJournal:
             if row.state is EntryState.PENDING:
                 heapq.heappush(self._due, (row.next_attempt, row.entry_id))
         for row in taken:
+            if row.state is EntryState.IN_FLIGHT:
+                row.last_error = _rules.takeover_note(row.lease_owner, row.lease_until)
             row.state = EntryState.IN_FLIGHT
             row.lease_owner = owner
             row.lease_until = now + lease

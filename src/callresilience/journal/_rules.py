@@ -46,3 +46,15 @@ def require_dead(entry_id: int, state: EntryState) -> None:
             f"cannot replay entry {entry_id}: it is {state.value}, and only dead entries "
             "are replayed (a pending or in-flight entry will run by itself)"
         )
+
+
+def takeover_note(owner: str | None, lease_until: float | None) -> str:
+    """The `last_error` of an entry claimed after its owner's lease ran out.
+
+    The owner's last attempt left no record, so whoever runs the entry next must assume it
+    may have written (a create is looked up before it is posted again).
+    """
+    return (
+        f"lease of {owner} ran out at {lease_until!r} with no outcome recorded; the last "
+        "attempt may have written"
+    )

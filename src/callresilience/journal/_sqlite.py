@@ -330,10 +330,18 @@ class SqliteJournal:
     def _claim(self, owner: str, now: float, limit: int, lease: float) -> builtins.list[Entry]:
         with self._transaction() as conn:
             rows = conn.execute(CLAIM_SQL, (now, now, limit)).fetchall()
+            # A taken-over entry (its owner's lease ran out) says so in last_error.
+            notes = [
+                _rules.takeover_note(row[9], row[10]) if row[6] == "in_flight" else row[11]
+                for row in rows
+            ]
             conn.executemany(
                 "UPDATE entries SET state = 'in_flight', lease_owner = ?, lease_until = ?, "
-                "attempts = attempts + 1, updated = ? WHERE entry_id = ?",
-                [(owner, now + lease, now, row[0]) for row in rows],
+                "attempts = attempts + 1, updated = ?, last_error = ? WHERE entry_id = ?",
+                [
+                    (owner, now + lease, now, note, row[0])
+                    for row, note in zip(rows, notes, strict=True)
+                ],
             )
         return [
             attrs.evolve(
@@ -343,8 +351,9 @@ class SqliteJournal:
                 lease_until=now + lease,
                 attempts=row[7] + 1,
                 updated=now,
+                last_error=note,
             )
-            for row in rows
+            for row, note in zip(rows, notes, strict=True)
         ]
 
     def _leased(self, conn: sqlite3.Connection, operation: str, entry_id: int, owner: str) -> Entry:

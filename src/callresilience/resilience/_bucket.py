@@ -54,6 +54,7 @@ class TokenBucket:
     _last: float | None = attrs.field(default=None, init=False)
     _settled: bool = attrs.field(default=False, init=False)
     _cut_at: float | None = attrs.field(default=None, init=False)
+    _ceiling: float | None = attrs.field(default=None, init=False)
     _recent: collections.deque[float] = attrs.field(init=False, factory=collections.deque)
 
     def __attrs_post_init__(self) -> None:
@@ -73,7 +74,7 @@ class TokenBucket:
             # The bucket holds work back, so the rate may grow. About `rate` calls a second
             # each add `growth`: the rate grows by the share `growth` every second.
             growth = self.settled_growth if self._settled else self.growth
-            self.rate = min(self.max_rate, self.rate + growth)
+            self.rate = min(self.max_rate, self._ceiling or self.max_rate, self.rate + growth)
         return -self._tokens / self.rate
 
     def record_success(self, now: float) -> None:
@@ -82,6 +83,22 @@ class TokenBucket:
         recent.append(now)
         while recent and recent[0] <= now - 1.0:
             recent.popleft()
+
+    def observe_limit(self, limit: int, window_left: float) -> None:
+        """Learn from `X-RateLimit-Limit` when the rule's window is a second long.
+
+        A rule whose window resets within two seconds limits requests per second: the bucket
+        then stays just under it and never needs a 429 to find it. (ServiceNow's own rules
+        are per hour; for them a 429 and its `Retry-After` say when to come back.)
+
+        Args:
+            limit: The rule's limit.
+            window_left: Seconds until the rule's window resets (`X-RateLimit-Reset` - now).
+        """
+        if not self.learn or not 0 <= window_left <= 2.0 or limit <= 0:
+            return
+        self._ceiling = max(self.min_rate, limit * 0.97)
+        self.rate = min(self.rate, self._ceiling)
 
     def record_rate_limited(self, now: float, retry_after: float | None = None) -> None:
         """A 429 arrived: set the rate just below what got through in the last second.
@@ -97,7 +114,12 @@ class TokenBucket:
         while recent and recent[0] <= now - 1.0:
             recent.popleft()
         measured = float(len(recent))
-        if not self._settled or measured < 0.7 * self.rate:
+        if self._ceiling is not None:
+            # The limit is known: a 429 below it means the instance counts differently
+            # (another client shares the quota); lower the ceiling.
+            self._ceiling = max(self.min_rate, self._ceiling * 0.95)
+            self.rate = min(self.rate, self._ceiling)
+        elif not self._settled or measured < 0.7 * self.rate:
             # The end of the slow start, or a limit far below the rate: go by what got through.
             self.rate = max(self.min_rate, min(self.rate, measured) * 0.95)
         else:
