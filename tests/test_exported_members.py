@@ -8,6 +8,7 @@ import pytest
 
 PACKAGES = [
     "callresilience",
+    "callresilience.engine",
     "callresilience.journal",
     "callresilience.resilience",
     "callresilience.routing",

@@ -7,7 +7,6 @@ injected clock, so tests swap in `callresilience.testing.ManualClock` and never 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Protocol, runtime_checkable
 
@@ -61,7 +60,7 @@ async def sleep_or_wake(clock: Clock, seconds: float, wake: asyncio.Event) -> No
     try:
         await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for future in (sleeper, waker):
-            future.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await future
+        # Cancel, but do not await: awaiting a cancelled child with CancelledError
+        # suppressed would also swallow a cancellation of the caller itself.
+        sleeper.cancel()
+        waker.cancel()

@@ -25,7 +25,6 @@ earlier entry of the same call stored under ``name``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import uuid
@@ -310,9 +309,7 @@ class Drainer:
         tasks = [t for t in (self._loop_task, *self._running) if t is not None]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def drain_once(self) -> int:
         """Claim and run one batch of due entries to completion; return how many ran.

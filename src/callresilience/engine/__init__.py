@@ -1,0 +1,31 @@
+"""The engine adapters import: calls in, offers out, ServiceNow records journaled."""
+
+from __future__ import annotations
+
+from ._engine import Engine
+from ._records import CallRecords, RecordMapping, servicenow_time
+from ._types import (
+    AgentChannel,
+    CallOffered,
+    EngineConfig,
+    EngineEvent,
+    InteractionCreated,
+    Notice,
+    Offer,
+    OfferTimedOut,
+)
+
+__all__ = [
+    "AgentChannel",
+    "CallOffered",
+    "CallRecords",
+    "Engine",
+    "EngineConfig",
+    "EngineEvent",
+    "InteractionCreated",
+    "Notice",
+    "Offer",
+    "OfferTimedOut",
+    "RecordMapping",
+    "servicenow_time",
+]

@@ -1,0 +1,522 @@
+"""The engine: the one object an adapter talks to.
+
+It joins the router (who is offered what), the journal and its drainer (what ServiceNow must
+hold), and the adapter's `AgentChannel` (how agents are reached). The one rule holds by
+construction: between "a call arrived" and "an agent was offered it", or "accepted" and
+"connected", the engine does routing in memory and appends to the local journal; it never
+awaits a request to the instance. ServiceNow is written by the drainer, in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final
+
+import attrs
+import httpx
+
+from .._clock import Clock, SystemClock, sleep_or_wake
+from .._errors import (
+    CallStateError,
+    InteractionRequired,
+    InvalidInput,
+    ItsmUnavailable,
+    RoutingError,
+)
+from .._model import Agent, Call
+from ..journal import (
+    Drainer,
+    Intent,
+    JournalStore,
+    MemoryJournal,
+    RecordWritten,
+    SqliteJournal,
+)
+from ..resilience import BreakerState
+from ..routing import (
+    CallAbandoned,
+    CallConnected,
+    CallEnded,
+    CallOverflowed,
+    CallState,
+    Decision,
+    OfferCall,
+    OfferOutcome,
+    Router,
+    WithdrawOffer,
+)
+from ..servicenow import ServiceNowClient
+from ._records import INTERACTION, CallRecords
+from ._types import (
+    AgentChannel,
+    CallOffered,
+    EngineConfig,
+    EngineEvent,
+    InteractionCreated,
+    Offer,
+    OfferTimedOut,
+)
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("callresilience.engine")
+
+_TARGET_RE: Final = re.compile(r"[A-Za-z0-9._:@+-]{1,128}")
+_REMEMBERED_INTERACTIONS: Final = 10_000
+
+
+@attrs.define(eq=False)
+class _CallLog:
+    """What the engine journaled for a call so far."""
+
+    call: Call
+    agent_id: str | None = None
+    answered_at: float | None = None
+    phone_log: bool = False
+    interaction: bool = False
+    on_hold: bool = False
+    holds: int = 0
+    attempt: int = 0  # of the latest offer
+
+
+class Engine:
+    """Offer every call whatever the state of ServiceNow; journal the records it must hold.
+
+    Args:
+        config: The instance, credentials, journal file and settings.
+        channel: The adapter's way to reach agents.
+        clock: Where time comes from (default: the system clock).
+        transport: An httpx transport for the ServiceNow client (e.g. the FakeServiceNow's).
+        store: A journal store to use instead of the one `config.journal` names.
+
+    Use it as an async context manager: entering starts the drainer and the timers, leaving
+    stops them (the journal keeps whatever is not written yet).
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        channel: AgentChannel,
+        *,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        store: JournalStore | None = None,
+    ) -> None:
+        self._config = config
+        self._channel = channel
+        self._clock = clock or SystemClock()
+        self._router = Router(config.router)
+        self._records = CallRecords(config.records)
+        if store is None:
+            store = SqliteJournal(config.journal) if config.journal else MemoryJournal()
+        self._store = store
+        self._client = ServiceNowClient(
+            config.instance,
+            auth=config.auth,
+            transport=transport,
+            clock=self._clock,
+            read_timeout=config.read_timeout,
+        )
+        self._drainer = Drainer(
+            store, self._client, config.drainer, clock=self._clock, on_event=self._emit_drained
+        )
+        self._calls: dict[str, _CallLog] = {}
+        self._interactions: dict[str, str] = {}
+        self._waiters: dict[str, list[asyncio.Future[str]]] = {}
+        self._subscribers: list[Callable[[EngineEvent], object]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer_wake = asyncio.Event()
+        self._timer_task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<Engine instance={list(self._config.instance)!r} calls={len(self._calls)} "
+            f"tasks={len(self._tasks)}>"
+        )
+
+    # -- life --------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        await self._client.__aenter__()
+        await self._drainer.__aenter__()
+        self._timer_task = asyncio.create_task(self._timers(), name="callresilience-timers")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop timers, channel calls and the drainer; close the client and the journal."""
+        tasks = [t for t in (self._timer_task, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._drainer.aclose()
+        await self._client.aclose()
+        await self._store.close()
+
+    @property
+    def router(self) -> Router:
+        """The routing core, for reading views and snapshots (feed events through the engine)."""
+        return self._router
+
+    @property
+    def journal(self) -> JournalStore:
+        """The journal, for the operator API (counts, dead entries, replay)."""
+        return self._store
+
+    @property
+    def drainer(self) -> Drainer:
+        """The drainer (its breaker and bucket, for status pages)."""
+        return self._drainer
+
+    # -- events out --------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[EngineEvent], object]) -> Callable[[], None]:
+        """Call `callback` with every event; return a function that unsubscribes it."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    async def events(self) -> AsyncIterator[EngineEvent]:
+        """Yield every event from now on, until the caller stops iterating."""
+        queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
+        unsubscribe = self.subscribe(queue.put_nowait)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            unsubscribe()
+
+    # -- agents ------------------------------------------------------------------------------
+
+    async def login(self, agent: Agent, *, ready: bool = False) -> None:
+        """An agent logged in (not ready unless `ready`)."""
+        await self._apply(lambda now: self._router.login(agent, now, ready=ready))
+
+    async def ready(self, agent_id: str) -> None:
+        """An agent is ready for calls."""
+        await self._apply(lambda now: self._router.ready(agent_id, now))
+
+    async def not_ready(self, agent_id: str, reason: str = "") -> None:
+        """An agent is not ready; a ringing offer is withdrawn and goes to someone else."""
+        await self._apply(lambda now: self._router.not_ready(agent_id, now, reason))
+
+    async def logout(self, agent_id: str) -> None:
+        """An agent logged out; a call in progress carries on."""
+        await self._apply(lambda now: self._router.logout(agent_id, now))
+
+    async def finish_wrap_up(self, agent_id: str) -> None:
+        """An agent finished after-call work early."""
+        await self._apply(lambda now: self._router.finish_wrap_up(agent_id, now))
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def call_arrived(self, call: Call) -> None:
+        """A call arrived: it is queued and offered at once if an agent is free.
+
+        Raises:
+            DuplicateCall: The call id is in use or was used before.
+        """
+
+        def arrive(now: float) -> list[Decision]:
+            decisions = self._router.arrive(call, now)
+            self._calls[call.call_id] = _CallLog(call)
+            return decisions
+
+        await self._apply(arrive)
+
+    async def accept(self, call_id: str, agent_id: str) -> None:
+        """The agent accepted the offer: the call connects now; its records are journaled.
+
+        Raises:
+            OfferNotPending: The offer expired, was withdrawn or went to another agent.
+        """
+        await self._apply(lambda now: self._router.accept(call_id, agent_id, now))
+
+    async def reject(self, call_id: str, agent_id: str, reason: str | None = None) -> None:
+        """The agent rejected the offer: the call goes to the next agent."""
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
+            raise InvalidInput("reason: give a string of at most 200 characters", field="reason")
+        await self._apply(lambda now: self._router.reject(call_id, agent_id, now))
+
+    async def hangup(self, call_id: str) -> None:
+        """The caller hung up (waiting, ringing or connected)."""
+        await self._apply(lambda now: self._router.hangup(call_id, now))
+
+    async def end(self, call_id: str) -> None:
+        """The agent or the platform ended a connected call."""
+        await self._apply(lambda now: self._router.end(call_id, now))
+
+    async def disconnect(self, call_id: str) -> None:
+        """The agent disconnected the call (the same as `end`)."""
+        await self.end(call_id)
+
+    async def hold(self, call_id: str) -> None:
+        """The agent put the caller on hold (written to the Interaction when enabled)."""
+        await self._hold(call_id, hold=True)
+
+    async def resume(self, call_id: str) -> None:
+        """The agent took the caller off hold."""
+        await self._hold(call_id, hold=False)
+
+    async def mute(self, call_id: str) -> None:
+        """The agent muted; nothing is written to ServiceNow, and no Interaction is needed."""
+        self._connected(call_id, "mute")
+
+    async def unmute(self, call_id: str) -> None:
+        """The agent unmuted."""
+        self._connected(call_id, "unmute")
+
+    async def open_interaction(self, call_id: str) -> str:
+        """Create the call's Interaction now, ahead of the queue, and return its sys_id.
+
+        Raises:
+            ItsmUnavailable: The instance cannot create it now; the journal keeps the intent
+                and the Interaction is created when the instance recovers.
+            CallStateError: The call is not connected.
+        """
+        entry = self._connected(call_id, "open an Interaction for")
+        known = self._interactions.get(call_id)
+        if known is not None:
+            return known
+        if not entry.interaction:
+            agent = self._agent_of(entry)
+            entry.interaction = True
+            await self._append(self._records.opened(entry.call, agent, linked=entry.phone_log))
+        known = (await self._store.call_results(call_id)).get(INTERACTION)
+        if known is not None:
+            return known
+        breaker = self._drainer.breaker()
+        if breaker.state(self._clock.now()) is not BreakerState.CLOSED:
+            raise ItsmUnavailable(
+                "the instance is unavailable (its circuit breaker is open); the Interaction "
+                "is journaled and will be created when it recovers"
+            )
+        waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(call_id, []).append(waiter)
+        self._drainer.wake()
+        timeout = self._config.open_interaction_timeout
+        await sleep_or_wake(self._clock, timeout, _done_event(waiter))
+        if waiter.done():
+            return waiter.result()
+        waiter.cancel()
+        raise ItsmUnavailable(
+            f"the instance did not create the Interaction within {timeout:g} s; it is "
+            "journaled and will be created as soon as the instance answers"
+        )
+
+    async def transfer(self, call_id: str, target: str) -> None:
+        """Hand a transfer to the adapter; refused until the call has an Interaction.
+
+        Raises:
+            InteractionRequired: The call has no Interaction yet; open one first.
+            InvalidInput: The target is not a plain identifier or number.
+        """
+        if not isinstance(target, str) or not _TARGET_RE.fullmatch(target):
+            raise InvalidInput(
+                "target: give 1-128 letters, digits and '._:@+-' (a queue, an agent id or an "
+                "E.164 number)",
+                field="target",
+            )
+        entry = self._connected(call_id, "transfer")
+        sys_id = self._interactions.get(call_id)
+        if sys_id is None:
+            sys_id = (await self._store.call_results(call_id)).get(INTERACTION)
+        if sys_id is None:
+            raise InteractionRequired(
+                f"call {call_id!r} has no Interaction yet, and ServiceNow needs one to "
+                "transfer; call open_interaction() first (it fails fast while the instance is "
+                "down)"
+            )
+        await self._channel.transfer(self._agent_of(entry), call_id, target, sys_id)
+
+    # -- inside ------------------------------------------------------------------------------
+
+    def _connected(self, call_id: str, action: str) -> _CallLog:
+        view = self._router.call(call_id)
+        if view.state is not CallState.CONNECTED:
+            raise CallStateError(
+                f"cannot {action} call {call_id!r}: it is {view.state.value}, not connected"
+            )
+        return self._calls[call_id]
+
+    def _agent_of(self, entry: _CallLog) -> Agent:
+        return self._router.agent(entry.agent_id or "").agent
+
+    async def _hold(self, call_id: str, *, hold: bool) -> None:
+        entry = self._connected(call_id, "hold" if hold else "resume")
+        if entry.on_hold == hold:
+            return  # coalesced: the Interaction already says so
+        entry.on_hold = hold
+        entry.holds += 1
+        if entry.interaction:
+            await self._append(self._records.held(entry.call, hold, entry.holds))
+
+    async def _apply(self, operation: Callable[[float], list[Decision]]) -> None:
+        """Fire due timers, then run one router operation and carry out its decisions."""
+        now = self._clock.now()
+        due = self._router.advance(now)
+        decisions = operation(now)  # a refused event raises here and changes nothing
+        await self._carry_out(due + decisions)
+        self._timer_wake.set()
+
+    async def _carry_out(self, decisions: list[Decision]) -> None:
+        """Execute the router's decisions: channel calls in the background, records journaled.
+
+        The intents are appended in one batch, in decision order, before anything else is
+        awaited, so each call's entries keep the order of its events.
+        """
+        intents: list[Intent] = []
+        follow_up: list[Decision] = []
+        unix = self._clock.time()
+        for decision in decisions:
+            if isinstance(decision, OfferCall):
+                follow_up += self._offer(decision)
+            elif isinstance(decision, WithdrawOffer):
+                intents += self._withdrawn(decision, unix)
+            elif isinstance(decision, CallConnected):
+                intents += self._connected_records(decision, unix)
+            elif isinstance(decision, CallEnded | CallAbandoned):
+                intents += self._finished(decision, unix)
+            elif isinstance(decision, CallOverflowed):
+                self._calls.pop(decision.call_id, None)
+            self._emit(decision)
+        if intents:
+            await self._append(intents)
+        if follow_up:
+            await self._carry_out(follow_up)
+
+    def _offer(self, decision: OfferCall) -> list[Decision]:
+        agent = self._router.agent(decision.agent_id).agent
+        entry = self._calls[decision.call_id]
+        entry.attempt = decision.attempt
+        deadline = self._clock.time() + (decision.deadline - self._clock.now())
+        offer = Offer(entry.call, deadline, decision.attempt)
+        self._emit(CallOffered(decision.call_id, decision.agent_id, deadline, decision.attempt))
+        self._spawn(self._deliver(agent, offer))
+        if self._config.auto_accept:
+            return self._router.accept(decision.call_id, decision.agent_id, self._clock.now())
+        return []
+
+    async def _deliver(self, agent: Agent, offer: Offer) -> None:
+        try:
+            await self._channel.offer(agent, offer)
+        except Exception as error:
+            log.warning(
+                "offer of call %s to agent %s failed (%s): redirecting",
+                offer.call.call_id,
+                agent.agent_id,
+                type(error).__name__,
+            )
+            try:
+                decisions = self._router.unreachable(
+                    offer.call.call_id, agent.agent_id, self._clock.now()
+                )
+            except RoutingError:
+                return  # the offer ended meanwhile (accepted, withdrawn, timed out)
+            await self._carry_out(decisions)
+
+    def _withdrawn(self, decision: WithdrawOffer, unix: float) -> list[Intent]:
+        agent = self._router.agent(decision.agent_id).agent
+        self._spawn(self._call_channel(self._channel.withdraw, agent, decision))
+        if decision.outcome is not OfferOutcome.NO_ANSWER:
+            return []
+        entry = self._calls[decision.call_id]
+        attempt = entry.attempt
+        self._emit(OfferTimedOut(decision.call_id, decision.agent_id, attempt))
+        intents = self._records.timed_out(
+            entry.call, agent, attempt, unix, interaction_exists=entry.interaction
+        )
+        entry.interaction = True
+        return intents
+
+    def _connected_records(self, decision: CallConnected, unix: float) -> list[Intent]:
+        entry = self._calls[decision.call_id]
+        agent = self._router.agent(decision.agent_id).agent
+        entry.agent_id = decision.agent_id
+        entry.answered_at = unix
+        intents = self._records.accepted(
+            entry.call, agent, unix, interaction_exists=entry.interaction
+        )
+        entry.phone_log = entry.interaction = True
+        return intents
+
+    def _finished(self, decision: CallEnded | CallAbandoned, unix: float) -> list[Intent]:
+        entry = self._calls.pop(decision.call_id)
+        return self._records.ended(
+            entry.call,
+            started=entry.answered_at,
+            ended=unix,
+            answered=isinstance(decision, CallEnded),
+            interaction_exists=entry.interaction,
+        )
+
+    async def _call_channel(
+        self,
+        method: Callable[[Agent, str, OfferOutcome], Awaitable[None]],
+        agent: Agent,
+        decision: WithdrawOffer,
+    ) -> None:
+        try:
+            await method(agent, decision.call_id, decision.outcome)
+        except Exception as error:
+            log.warning("withdraw of call %s failed: %s", decision.call_id, type(error).__name__)
+
+    async def _append(self, intents: list[Intent]) -> None:
+        await self._store.append(intents, self._clock.time())
+        self._drainer.wake()
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _timers(self) -> None:
+        """Fire the router's timers on the clock: offer deadlines, pauses, wrap-up, waits."""
+        while True:
+            self._timer_wake.clear()
+            deadline = self._router.next_deadline()
+            wait = 3600.0 if deadline is None else max(0.0, deadline - self._clock.now())
+            if wait > 0:
+                await sleep_or_wake(self._clock, wait, self._timer_wake)
+            try:
+                await self._carry_out(self._router.advance(self._clock.now()))
+            except Exception:
+                log.exception("carrying out the router's timers failed")
+
+    def _emit(self, event: Any) -> None:
+        if isinstance(event, OfferCall | WithdrawOffer):
+            return  # orders for the engine, not events
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(event)
+            except Exception:
+                log.exception("an event subscriber failed on %s", type(event).__name__)
+
+    def _emit_drained(self, event: Any) -> None:
+        if (
+            isinstance(event, RecordWritten)
+            and event.name == INTERACTION
+            and event.kind == "create"
+        ):
+            self._remember_interaction(event.call_id, event.sys_id)
+            self._emit(InteractionCreated(event.call_id, event.sys_id))
+        self._emit(event)
+
+    def _remember_interaction(self, call_id: str, sys_id: str) -> None:
+        self._interactions[call_id] = sys_id
+        if len(self._interactions) > _REMEMBERED_INTERACTIONS:
+            del self._interactions[next(iter(self._interactions))]
+        for waiter in self._waiters.pop(call_id, []):
+            if not waiter.done():
+                waiter.set_result(sys_id)
+
+
+def _done_event(future: asyncio.Future[str]) -> asyncio.Event:
+    """An event set when `future` completes."""
+    event = asyncio.Event()
+    future.add_done_callback(lambda _: event.set())
+    return event

@@ -1,0 +1,179 @@
+"""What the engine exchanges with an adapter: the channel it calls, its settings, its events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+import attrs
+
+from .._errors import InvalidInput
+from .._model import Agent, Call
+from ..journal import DrainerConfig, RecordDead, RecordWritten
+from ..resilience import BreakerStateChanged
+from ..routing import (
+    AgentNotReady,
+    AgentPaused,
+    CallAbandoned,
+    CallConnected,
+    CallEnded,
+    CallOverflowed,
+    CallRedirected,
+    OfferOutcome,
+    RouterConfig,
+)
+from ..servicenow import Auth
+from ._records import RecordMapping
+
+__all__ = [
+    "AgentChannel",
+    "CallOffered",
+    "EngineConfig",
+    "EngineEvent",
+    "InteractionCreated",
+    "Notice",
+    "Offer",
+    "OfferTimedOut",
+]
+
+
+@attrs.frozen
+class Offer:
+    """An offer to an agent: ring until `deadline` (UNIX seconds).
+
+    Attributes:
+        call: The call.
+        deadline: When the offer times out if not accepted, as a UNIX time.
+        attempt: 1 for the call's first offer, 2 for the second...
+    """
+
+    call: Call
+    deadline: float
+    attempt: int
+
+
+@attrs.frozen
+class Notice:
+    """A message for an agent (a mode change, for example).
+
+    Attributes:
+        kind: What it is about, e.g. ``"mode"``.
+        text: What to show the agent.
+        data: Details for the adapter, JSON-ready.
+    """
+
+    kind: str
+    text: str
+    data: dict[str, Any] = attrs.field(factory=dict, eq=False)
+
+
+@runtime_checkable
+class AgentChannel(Protocol):
+    """What the adapter implements so the engine can reach agents.
+
+    Every method should return quickly (hand the work to the platform); an exception from
+    `offer` is the "unreachable" outcome and the call goes to the next agent.
+    """
+
+    async def offer(self, agent: Agent, offer: Offer) -> None:
+        """Ring `agent` with `offer`."""
+        ...
+
+    async def withdraw(self, agent: Agent, call_id: str, reason: OfferOutcome) -> None:
+        """Stop ringing `agent` for `call_id` (timed out, caller hung up...)."""
+        ...
+
+    async def notify(self, agent: Agent, notice: Notice) -> None:
+        """Show `agent` a notice."""
+        ...
+
+    async def transfer(
+        self, agent: Agent, call_id: str, target: str, interaction_sys_id: str
+    ) -> None:
+        """Transfer the call `agent` is on to `target` (a queue, an agent, a number)."""
+        ...
+
+
+@attrs.frozen
+class CallOffered:
+    """The engine offered a call to an agent."""
+
+    call_id: str
+    agent_id: str
+    deadline: float
+    attempt: int
+
+
+@attrs.frozen
+class OfferTimedOut:
+    """An offer rang out; the call was redirected and the miss recorded."""
+
+    call_id: str
+    agent_id: str
+    attempt: int
+
+
+@attrs.frozen
+class InteractionCreated:
+    """The call's Interaction exists on the instance."""
+
+    call_id: str
+    sys_id: str
+
+
+EngineEvent: TypeAlias = (
+    CallOffered
+    | CallConnected
+    | CallRedirected
+    | OfferTimedOut
+    | CallAbandoned
+    | CallOverflowed
+    | CallEnded
+    | AgentPaused
+    | AgentNotReady
+    | InteractionCreated
+    | RecordWritten
+    | RecordDead
+    | BreakerStateChanged
+)
+
+
+def _urls(value: str | Sequence[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value > 0:
+        raise InvalidInput(f"{attribute.name}: give seconds > 0", field=attribute.name)
+
+
+@attrs.frozen
+class EngineConfig:
+    """Everything an engine needs; only the instance and its credentials are required.
+
+    Attributes:
+        instance: The instance's base URL, or several to fail over between.
+        auth: How to authenticate (`BasicAuth`, `OAuth2ClientCredentials`, ...).
+        journal: The SQLite journal's file, or None to keep the journal in memory (lost on
+            restart: for tests only).
+        router: Routing settings (offer timeout, strategies, queues...).
+        drainer: How the journal is drained (concurrency, breaker, pacing...).
+        records: Table and field names on the instance.
+        auto_accept: Connect an offered call at once, as platforms with auto-answer do.
+        open_interaction_timeout: How long `open_interaction` waits for the instance.
+        read_timeout: The client's read timeout, in seconds.
+    """
+
+    instance: tuple[str, ...] = attrs.field(converter=_urls)
+    auth: Auth = attrs.field(repr=False)
+    journal: Path | None = attrs.field(
+        default=Path("callresilience-journal.db"),
+        converter=attrs.converters.optional(Path),
+    )
+    router: RouterConfig = attrs.field(factory=RouterConfig)
+    drainer: DrainerConfig = attrs.field(factory=DrainerConfig)
+    records: RecordMapping = attrs.field(factory=RecordMapping)
+    auto_accept: bool = False
+    open_interaction_timeout: float = attrs.field(default=5.0, validator=_positive)
+    read_timeout: float = attrs.field(default=30.0, validator=_positive)
