@@ -22,6 +22,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from callresilience import Agent, Call
+from callresilience.engine import CallRecords
 from callresilience.journal import (
     Drainer,
     DrainerConfig,
@@ -29,7 +31,6 @@ from callresilience.journal import (
     EntryState,
     RecordWritten,
     SqliteJournal,
-    create_intent,
 )
 from callresilience.servicenow import BasicAuth, ServiceNowClient
 
@@ -39,27 +40,15 @@ LIMIT = 200
 
 
 async def _fill(store: SqliteJournal, calls: int) -> None:
+    """Journal what the engine journals for each accepted call: a phone log, an Interaction."""
+    records = CallRecords()
+    agent = Agent("bench-agent", user_sys_id="0" * 32)
     now = time.time()
     for start in range(0, calls, 500):
         intents = []
         for n in range(start, min(calls, start + 500)):
-            call_id = f"call-{n:06d}"
-            intents += [
-                create_intent(
-                    call_id,
-                    "phone_log",
-                    "sn_openframe_phone_log",
-                    {"call_id": call_id, "phone_number": "+14155550100"},
-                    correlation=("call_id", call_id),
-                ),
-                create_intent(
-                    call_id,
-                    "interaction",
-                    "interaction",
-                    {"correlation_id": call_id, "channel_metadata_document": {"$ref": "phone_log"}},
-                    correlation=("correlation_id", call_id),
-                ),
-            ]
+            call = Call(f"call-{n:06d}", "+14155550100", "support", 0.0)
+            intents += records.accepted(call, agent, now, interaction_exists=False)
         await store.append(intents, now)
 
 

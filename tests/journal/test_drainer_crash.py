@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from callresilience.journal import EntryState, SqliteJournal, create_intent
+from callresilience import Agent, Call
+from callresilience.engine import CallRecords
+from callresilience.journal import EntryState, SqliteJournal
 from callresilience.testing import DropResponse, FakeServiceNow, ServiceUnavailable
 
 CHILD = Path(__file__).with_name("drain_child.py")
@@ -19,31 +21,15 @@ CALLS = 1_000
 
 
 async def fill(path: Path) -> None:
-    """Journal a phone log and an Interaction (pointing at it) for each of CALLS calls."""
+    """Journal what the engine journals for each of CALLS accepted calls."""
+    records = CallRecords()
+    agent = Agent("ada", user_sys_id="a" * 32)
     async with SqliteJournal(path) as store:
         for start in range(0, CALLS, 100):
             intents = []
             for n in range(start, start + 100):
-                call_id = f"call-{n:04d}"
-                intents += [
-                    create_intent(
-                        call_id,
-                        "phone_log",
-                        "sn_openframe_phone_log",
-                        {"call_id": call_id, "phone_number": "+14155550100"},
-                        correlation=("call_id", call_id),
-                    ),
-                    create_intent(
-                        call_id,
-                        "interaction",
-                        "interaction",
-                        {
-                            "correlation_id": call_id,
-                            "channel_metadata_document": {"$ref": "phone_log"},
-                        },
-                        correlation=("correlation_id", call_id),
-                    ),
-                ]
+                call = Call(f"call-{n:04d}", "+14155550100", "support", 0.0)
+                intents += records.accepted(call, agent, time.time(), interaction_exists=False)
             await store.append(intents, time.time())
 
 
