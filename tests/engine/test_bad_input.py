@@ -16,6 +16,7 @@ from callresilience import (
     DuplicateCall,
     InvalidInput,
     OfferNotPending,
+    OfferOutcome,
     UnknownAgent,
     UnknownCall,
 )
@@ -136,3 +137,14 @@ async def test_nothing_accepted_is_lost_after_refused_events(rig: Rig) -> None:
     for call_id in ("c0", "c1"):
         assert len(rig.records("interaction", "correlation_id", call_id)) == 1
         assert len(rig.records("sn_openframe_phone_log", "call_id", call_id)) == 1
+
+
+async def test_a_refused_event_still_carries_out_what_the_timers_decided(rig: Rig) -> None:
+    """An event refused after a deadline passed: the timeout's redirect still goes out."""
+    await offered(rig)
+    rig.clock.advance(21)  # ada's offer expired, but no timer has fired yet
+    with pytest.raises(OfferNotPending):
+        await rig.engine.accept("c1", "ada")
+    await rig.settle()
+    assert rig.channel.offered_to("c1") == ["ada", "ben"]
+    assert ("ada", "c1", OfferOutcome.NO_ANSWER) in rig.channel.withdrawn

@@ -359,7 +359,12 @@ class Engine:
         """Fire due timers, then run one router operation and carry out its decisions."""
         now = self._clock.now()
         due = self._router.advance(now)
-        decisions = operation(now)  # a refused event raises here and changes nothing
+        try:
+            decisions = operation(now)  # a refused event raises here and changes nothing
+        except Exception:
+            # What the timers decided stands whether or not the event was refused.
+            await self._carry_out(due)
+            raise
         await self._carry_out(due + decisions)
         self._timer_wake.set()
 
