@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from callresilience import CallStateError, InteractionRequired, ItsmUnavailable, OfferOutcome
+from callresilience import Agent, CallStateError, InteractionRequired, ItsmUnavailable, OfferOutcome
 from callresilience.engine import InteractionCreated, OfferTimedOut
 from callresilience.routing import CallConnected, CallRedirected
 from callresilience.testing import BlackHole, RefuseConnections
@@ -220,3 +220,27 @@ async def test_an_unreachable_agent_is_skipped(rig: Rig) -> None:
     await rig.settle()
     assert rig.channel.offered_to("c1") == ["ben"]
     assert CallRedirected("c1", "ada", OfferOutcome.UNREACHABLE) in rig.events
+
+
+async def test_platform_timeout_records_the_miss_like_the_engines_own(rig: Rig) -> None:
+    """no_answer() from the platform: redirected, and the miss is recorded as a timeout."""
+    await rig.engine.call_arrived(rig.call("c1"))
+    await rig.engine.no_answer("c1", "ada")
+    await rig.settle()
+    assert rig.channel.offered_to("c1") == ["ada", "ben"]
+    assert OfferTimedOut("c1", "ada", 1) in rig.events
+    await rig.engine.accept("c1", "ben")
+    await rig.engine.end("c1")
+    await rig.drained()
+    assert rig.one(WORK_ITEM, "correlation_id", "c1:missed-1")["assigned_to"] == "a" * 32
+
+
+async def test_platform_picks_the_agent_with_assign(rig: Rig) -> None:
+    """A platform that routes itself tells the engine whom it rang; records follow as usual."""
+    await rig.engine.not_ready("ada")
+    await rig.engine.not_ready("ben")
+    await rig.engine.call_arrived(rig.call("c1"))
+    await rig.engine.login(Agent("cy", queues=["other"]), ready=True)
+    await rig.engine.assign("c1", "cy")
+    await rig.engine.accept("c1", "cy")
+    assert rig.engine.router.call("c1").agent_id == "cy"

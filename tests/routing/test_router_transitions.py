@@ -490,3 +490,15 @@ def test_time_away_does_not_count_as_idle_time() -> None:
     r.login(Agent("late", queues=["sales"]), 0.0, ready=True)
     r.ready("early", 100.0)
     assert r.arrive(call("c1"), 101.0) == [OfferCall("c1", "late", 121.0, 1)]
+
+
+def test_no_answer_from_the_platform_is_the_same_as_the_deadline() -> None:
+    """A platform's own ring timeout: withdrawn, paused, counted, redirected."""
+    r = staffed()
+    r.arrive(call("c1"), 1.0)
+    assert r.no_answer("c1", "alice", 5.0) == [
+        WithdrawOffer("c1", "alice", OfferOutcome.NO_ANSWER),
+        AgentPaused("alice", 15.0, OfferOutcome.NO_ANSWER),
+        CallRedirected("c1", "alice", OfferOutcome.NO_ANSWER),
+    ]
+    assert r.agent("alice").no_answers == 1

@@ -242,6 +242,18 @@ class Engine:
             raise InvalidInput("reason: give a string of at most 200 characters", field="reason")
         await self._apply(lambda now: self._router.reject(call_id, agent_id, now))
 
+    async def no_answer(self, call_id: str, agent_id: str) -> None:
+        """The platform's own ring timer ran out: the same as the engine's offer timeout."""
+        await self._apply(lambda now: self._router.no_answer(call_id, agent_id, now))
+
+    async def assign(self, call_id: str, agent_id: str) -> None:
+        """Offer a waiting call to a chosen agent, ahead of the routing strategy.
+
+        For platforms that pick the agent themselves (and for supervisors): the engine then
+        records the offer, its outcome and the call's records as for its own offers.
+        """
+        await self._apply(lambda now: self._router.assign(call_id, agent_id, now))
+
     async def hangup(self, call_id: str) -> None:
         """The caller hung up (waiting, ringing or connected)."""
         await self._apply(lambda now: self._router.hangup(call_id, now))

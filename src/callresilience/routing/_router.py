@@ -346,6 +346,23 @@ class Router:
         self._dispatch(now, out)
         return out
 
+    def no_answer(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
+        """The platform says the offer rang out before the router's deadline.
+
+        The same as the deadline passing: the offer is withdrawn, the agent paused and the
+        miss counted, and the call goes to the next agent.
+
+        Raises:
+            UnknownCall, UnknownAgent: No such call or agent.
+            OfferNotPending: The offer is not open for this agent.
+        """
+        self._check_now(now)
+        call, rec = self._pending_offer(call_id, agent_id, now, "report no answer for")
+        out: list[Decision] = [WithdrawOffer(call_id, agent_id, OfferOutcome.NO_ANSWER)]
+        self._end_offer(call, rec, OfferOutcome.NO_ANSWER, now, out)
+        self._dispatch(now, out)
+        return out
+
     def assign(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
         """Offer a queued call to a chosen agent, ahead of the strategy (a supervisor's pick).
 
