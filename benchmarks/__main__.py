@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _common, client, drain, journal, router
+from . import _common, client, drain, engine, journal, router
 
 
 def _journal(*, quick: bool) -> dict[str, object]:
@@ -13,7 +13,12 @@ def _journal(*, quick: bool) -> dict[str, object]:
     return {**journal.run(quick=quick), "drain": drain.run(quick=quick)}
 
 
-SUITES = {"client": client.run, "journal": _journal, "router": router.run}
+SUITES = {
+    "client": client.run,
+    "engine": engine.run,
+    "journal": _journal,
+    "router": router.run,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

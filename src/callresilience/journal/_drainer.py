@@ -25,6 +25,7 @@ earlier entry of the same call stored under ``name``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import uuid
@@ -470,15 +471,19 @@ class Drainer:
                 )
             raise InvalidInput(f"entry {entry.key}: unknown kind {entry.kind!r}", field="kind")
 
-        async for attempt in retrying(
+        attempts = retrying(
             retry_on=self._retry_in_process,
             clock=self._clock,
             attempts=self._config.attempts,
             backoff=self._config.backoff,
             rng=self._rng,
-        ):
-            with attempt:
-                return await once()
+        )
+        # Closed on the way out: an async generator left open by `return` is finalised
+        # later through the event loop, which costs a wake-up per request.
+        async with contextlib.aclosing(attempts):
+            async for attempt in attempts:
+                with attempt:
+                    return await once()
         raise AssertionError("retrying() ends with a result or an error")  # pragma: no cover
 
     async def _create(self, entry: Entry, table: str, fields: dict[str, Any]) -> RecordWritten:

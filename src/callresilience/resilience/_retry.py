@@ -8,7 +8,7 @@ injected clock's, so tests with a manual clock never wait.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from types import TracebackType
 
 import tenacity as _t
@@ -54,7 +54,7 @@ async def retrying(
     attempts: int = 3,
     backoff: Backoff | None = None,
     rng: random.Random | None = None,
-) -> AsyncIterator[Attempt]:
+) -> AsyncGenerator[Attempt, None]:
     """Yield attempts until one succeeds, an error is not retryable, or attempts run out.
 
     The last error is raised as it is (tenacity's ``reraise=True``)::
