@@ -325,12 +325,7 @@ class Router:
             UnknownCall, UnknownAgent: No such call or agent.
             OfferNotPending: The offer is not open for this agent.
         """
-        self._check_now(now)
-        call, rec = self._pending_offer(call_id, agent_id, now, "reject")
-        out: list[Decision] = []
-        self._end_offer(call, rec, OfferOutcome.REJECTED, now, out)
-        self._dispatch(now, out)
-        return out
+        return self._close_offer(call_id, agent_id, now, OfferOutcome.REJECTED, "reject")
 
     def unreachable(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
         """The agent's channel failed to deliver the offer: redirect the call at once.
@@ -339,12 +334,9 @@ class Router:
             UnknownCall, UnknownAgent: No such call or agent.
             OfferNotPending: The offer is not open for this agent.
         """
-        self._check_now(now)
-        call, rec = self._pending_offer(call_id, agent_id, now, "report unreachable for")
-        out: list[Decision] = []
-        self._end_offer(call, rec, OfferOutcome.UNREACHABLE, now, out)
-        self._dispatch(now, out)
-        return out
+        return self._close_offer(
+            call_id, agent_id, now, OfferOutcome.UNREACHABLE, "report unreachable for"
+        )
 
     def no_answer(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
         """The platform says the offer rang out before the router's deadline.
@@ -356,12 +348,9 @@ class Router:
             UnknownCall, UnknownAgent: No such call or agent.
             OfferNotPending: The offer is not open for this agent.
         """
-        self._check_now(now)
-        call, rec = self._pending_offer(call_id, agent_id, now, "report no answer for")
-        out: list[Decision] = [WithdrawOffer(call_id, agent_id, OfferOutcome.NO_ANSWER)]
-        self._end_offer(call, rec, OfferOutcome.NO_ANSWER, now, out)
-        self._dispatch(now, out)
-        return out
+        return self._close_offer(
+            call_id, agent_id, now, OfferOutcome.NO_ANSWER, "report no answer for"
+        )
 
     def assign(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
         """Offer a queued call to a chosen agent, ahead of the strategy (a supervisor's pick).
@@ -641,6 +630,20 @@ class Router:
         return call, rec
 
     # -- mutation helpers ---------------------------------------------------------------------
+
+    def _close_offer(
+        self, call_id: str, agent_id: str, now: float, outcome: OfferOutcome, action: str
+    ) -> list[Decision]:
+        """End a ringing offer that the adapter reports was not accepted."""
+        self._check_now(now)
+        call, rec = self._pending_offer(call_id, agent_id, now, action)
+        out: list[Decision] = []
+        if outcome is OfferOutcome.NO_ANSWER:
+            # As when the deadline passes: the platform stops ringing the agent.
+            out.append(WithdrawOffer(call_id, agent_id, outcome))
+        self._end_offer(call, rec, outcome, now, out)
+        self._dispatch(now, out)
+        return out
 
     def _queue(self, name: str) -> _Queue:
         queue = self._queues.get(name)
