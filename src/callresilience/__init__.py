@@ -39,6 +39,7 @@ from .engine import (
     InteractionCreated,
     Notice,
     Offer,
+    OfferRejected,
     OfferTimedOut,
     RecordMapping,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "Offer",
     "OfferNotPending",
     "OfferOutcome",
+    "OfferRejected",
     "OfferTimedOut",
     "OverflowReason",
     "PermanentError",

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from callresilience import Agent, CallStateError, InteractionRequired, ItsmUnavailable, OfferOutcome
-from callresilience.engine import InteractionCreated, OfferTimedOut
+from callresilience.engine import InteractionCreated, OfferRejected, OfferTimedOut
 from callresilience.routing import CallConnected, CallRedirected
 from callresilience.testing import BlackHole, RefuseConnections
 
@@ -93,6 +93,7 @@ async def test_reject_goes_to_the_next_agent(rig: Rig) -> None:
     await rig.settle()
     assert rig.channel.offered_to("c1") == ["ada", "ben"]
     assert CallRedirected("c1", "ada", OfferOutcome.REJECTED) in rig.events
+    assert OfferRejected("c1", "ada", "busy with a walk-in") in rig.events
     await rig.engine.accept("c1", "ben")
     await rig.advance(30)
     await rig.engine.end("c1")

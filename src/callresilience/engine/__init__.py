@@ -12,6 +12,7 @@ from ._types import (
     InteractionCreated,
     Notice,
     Offer,
+    OfferRejected,
     OfferTimedOut,
 )
 
@@ -25,6 +26,7 @@ __all__ = [
     "InteractionCreated",
     "Notice",
     "Offer",
+    "OfferRejected",
     "OfferTimedOut",
     "RecordMapping",
     "servicenow_time",

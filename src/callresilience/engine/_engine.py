@@ -57,6 +57,7 @@ from ._types import (
     EngineEvent,
     InteractionCreated,
     Offer,
+    OfferRejected,
     OfferTimedOut,
 )
 
@@ -240,7 +241,13 @@ class Engine:
         """The agent rejected the offer: the call goes to the next agent."""
         if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
             raise InvalidInput("reason: give a string of at most 200 characters", field="reason")
-        await self._apply(lambda now: self._router.reject(call_id, agent_id, now))
+
+        def reject(now: float) -> list[Decision]:
+            decisions = self._router.reject(call_id, agent_id, now)
+            self._emit(OfferRejected(call_id, agent_id, reason))
+            return decisions
+
+        await self._apply(reject)
 
     async def no_answer(self, call_id: str, agent_id: str) -> None:
         """The platform's own ring timer ran out: the same as the engine's offer timeout."""

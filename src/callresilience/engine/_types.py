@@ -34,6 +34,7 @@ __all__ = [
     "InteractionCreated",
     "Notice",
     "Offer",
+    "OfferRejected",
     "OfferTimedOut",
 ]
 
@@ -106,6 +107,15 @@ class CallOffered:
 
 
 @attrs.frozen
+class OfferRejected:
+    """An agent rejected an offer, with the reason the adapter gave, if any."""
+
+    call_id: str
+    agent_id: str
+    reason: str | None
+
+
+@attrs.frozen
 class OfferTimedOut:
     """An offer rang out; the call was redirected and the miss recorded."""
 
@@ -126,6 +136,7 @@ EngineEvent: TypeAlias = (
     CallOffered
     | CallConnected
     | CallRedirected
+    | OfferRejected
     | OfferTimedOut
     | CallAbandoned
     | CallOverflowed
