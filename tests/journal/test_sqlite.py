@@ -15,6 +15,7 @@ import pytest
 from callresilience import InvalidInput
 from callresilience.journal import (
     EntryState,
+    Intent,
     JournalError,
     LeaseLost,
     SqliteJournal,
@@ -42,6 +43,30 @@ async def test_synchronous_normal_is_applied(tmp_path: Path) -> None:
     """synchronous='NORMAL' reaches SQLite."""
     async with SqliteJournal(tmp_path / "j.db", synchronous="NORMAL") as journal:
         assert await journal.pragma("synchronous") == 1  # NORMAL
+
+
+async def test_finishing_entries_is_relaxed_then_full_sync_is_restored(tmp_path: Path) -> None:
+    """complete/retry/kill commit with NORMAL (a lost one is re-run); FULL comes back after."""
+    seen: list[int] = []
+    async with SqliteJournal(tmp_path / "j.db") as journal:
+        conn = journal._conn
+        original = journal._leased
+
+        def spy(*args: object) -> object:
+            seen.append(conn.execute("PRAGMA synchronous").fetchone()[0])
+            return original(*args)  # type: ignore[arg-type]
+
+        journal._leased = spy  # type: ignore[method-assign]
+        intents = [
+            Intent(call_id=f"c{n}", kind="create", payload={}, key=f"c{n}:a") for n in range(3)
+        ]
+        await journal.append(intents, 100.0)
+        first, second, third = await journal.claim("w", 100.0, 3, 30)
+        await journal.complete(first.entry_id, "w", 101.0)
+        await journal.retry(second.entry_id, "w", 101.0, 200.0, "later")
+        await journal.kill(third.entry_id, "w", 101.0, "no")
+        assert seen == [1, 1, 1]  # NORMAL inside each of the three transactions
+        assert await journal.pragma("synchronous") == 2  # FULL again
 
 
 async def test_only_known_pragmas_are_read(tmp_path: Path) -> None:
