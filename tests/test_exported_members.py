@@ -9,6 +9,7 @@ import pytest
 PACKAGES = [
     "callresilience",
     "callresilience.engine",
+    "callresilience.health",
     "callresilience.journal",
     "callresilience.resilience",
     "callresilience.routing",
