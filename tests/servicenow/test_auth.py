@@ -51,6 +51,16 @@ def token_body(token: str, *, expires_in: Any = 1800, refresh: str | None = None
     return body
 
 
+def oauth_client(handler: Callable[[httpx.Request], Any], clock: ManualClock) -> ServiceNowClient:
+    """A client with the client-credentials grant, answered by `handler`."""
+    return ServiceNowClient(
+        BASE,
+        auth=OAuth2ClientCredentials("c", SECRET),
+        transport=httpx.MockTransport(handler),
+        clock=clock,
+    )
+
+
 def form(request: httpx.Request) -> dict[str, str]:
     """Return a form-encoded request body as a dict."""
     return {key: values[0] for key, values in parse_qs(request.content.decode()).items()}
@@ -258,12 +268,7 @@ async def test_hundred_concurrent_requests_make_one_token_request(
         assert request.headers["Authorization"] == "Bearer T1"
         return httpx.Response(200, json={"result": []})
 
-    client = ServiceNowClient(
-        BASE,
-        auth=OAuth2ClientCredentials("c", SECRET),
-        transport=httpx.MockTransport(handler),
-        clock=clock,
-    )
+    client = oauth_client(handler, clock)
     async with client:
         tasks = [asyncio.create_task(client.query(TABLE)) for _ in range(100)]
         for _ in range(5):
@@ -286,12 +291,7 @@ async def test_failed_token_request_is_shared_by_all_waiters(clock: ManualClock)
         await gate.wait()
         return httpx.Response(401, json={"error": "access_denied"})
 
-    client = ServiceNowClient(
-        BASE,
-        auth=OAuth2ClientCredentials("c", SECRET),
-        transport=httpx.MockTransport(handler),
-        clock=clock,
-    )
+    client = oauth_client(handler, clock)
     async with client:
         tasks = [asyncio.create_task(client.query(TABLE)) for _ in range(100)]
         for _ in range(5):
@@ -313,12 +313,7 @@ async def test_a_waiter_giving_up_does_not_cancel_the_token_request(clock: Manua
             return httpx.Response(200, json=token_body("T1"))
         return httpx.Response(200, json={"result": []})
 
-    client = ServiceNowClient(
-        BASE,
-        auth=OAuth2ClientCredentials("c", SECRET),
-        transport=httpx.MockTransport(handler),
-        clock=clock,
-    )
+    client = oauth_client(handler, clock)
     async with client:
         quitter = asyncio.create_task(client.query(TABLE))
         stayer = asyncio.create_task(client.query(TABLE))
@@ -388,12 +383,7 @@ async def test_burst_of_401s_on_one_token_renews_once(clock: ManualClock) -> Non
             return httpx.Response(401, json=UNAUTHORIZED)
         return httpx.Response(200, json={"result": []})
 
-    client = ServiceNowClient(
-        BASE,
-        auth=OAuth2ClientCredentials("c", SECRET),
-        transport=httpx.MockTransport(handler),
-        clock=clock,
-    )
+    client = oauth_client(handler, clock)
     async with client:
         tasks = [asyncio.create_task(client.query(TABLE)) for _ in range(100)]
         for _ in range(20):

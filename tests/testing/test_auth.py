@@ -48,6 +48,18 @@ async def token(client: httpx.AsyncClient, **form: str) -> httpx.Response:
     return await client.post("/oauth_token.do", data=form)
 
 
+async def password_token(client: httpx.AsyncClient) -> httpx.Response:
+    """The password grant with the secured fake's client and user."""
+    return await token(
+        client,
+        grant_type="password",
+        client_id="cid",
+        client_secret="csecret",
+        username="integration",
+        password="s3cret-pw",
+    )
+
+
 async def test_open_fake_needs_no_credentials(client: httpx.AsyncClient) -> None:
     """With no credentials configured every request is accepted."""
     assert (await client.get(TABLE)).status_code == 200
@@ -83,14 +95,7 @@ async def test_password_grant_issues_a_bearer_token_until_it_expires(
     anon: httpx.AsyncClient, clock: ManualClock
 ) -> None:
     """The password grant returns a token set; the token works until expires_in passes."""
-    response = await token(
-        anon,
-        grant_type="password",
-        client_id="cid",
-        client_secret="csecret",
-        username="integration",
-        password="s3cret-pw",
-    )
+    response = await password_token(anon)
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"access_token", "refresh_token", "expires_in", "token_type", "scope"}
@@ -194,14 +199,7 @@ async def test_secrets_never_reach_repr_or_the_request_log(
     anon: httpx.AsyncClient, secured: FakeServiceNow
 ) -> None:
     """repr() and the request log hold no password, client secret, API key or token."""
-    response = await token(
-        anon,
-        grant_type="password",
-        client_id="cid",
-        client_secret="csecret",
-        username="integration",
-        password="s3cret-pw",
-    )
+    response = await password_token(anon)
     access = response.json()["access_token"]
     await anon.get(TABLE, headers={"Authorization": f"Bearer {access}", "x-sn-apikey": "key-123"})
     text = repr(secured) + repr(secured.requests)
