@@ -596,3 +596,59 @@ async def finish(
     if operation == "retry":
         return await store.retry(entry_id, owner, now, now + 10, "503")
     return await store.kill(entry_id, owner, now, "400")
+
+
+# -- groups ------------------------------------------------------------------------------------
+
+
+def grouped(call_id: str, name: str, group: str) -> Intent:
+    """An intent of `group`."""
+    return Intent(call_id, f"create_{name}", {"name": name}, f"{call_id}:{name}", group=group)
+
+
+async def test_a_claim_skips_held_groups_until_released(store: JournalStore) -> None:
+    """Entries of a skipped group stay pending; the next claim without the skip takes them."""
+    eu, us, plain = await store.append(
+        [grouped("c1", "a", "region:eu"), grouped("c2", "a", "region:us"), intent("c3", "a")], T0
+    )
+    assert (eu.group, plain.group) == ("region:eu", "")
+    claimed = await store.claim("w1", T0, 10, 30, skip_groups={"region:eu"})
+    assert [e.entry_id for e in claimed] == [us.entry_id, plain.entry_id]
+    assert (await store.get(eu.entry_id)).state is PENDING
+    assert await store.claim("w1", T0 + 1, 10, 30, skip_groups={"region:eu"}) == []
+    (again,) = await store.claim("w1", T0 + 2, 10, 30)
+    assert (again.entry_id, again.group) == (eu.entry_id, "region:eu")
+
+
+async def test_a_held_group_holds_the_later_entries_of_its_calls(store: JournalStore) -> None:
+    """A call's next entry waits behind a held one, whatever its own group."""
+    first, second = await store.append(
+        [grouped("c1", "a", "region:eu"), grouped("c1", "b", "region:us")], T0
+    )
+    assert await store.claim("w1", T0, 10, 30, skip_groups=["region:eu"]) == []
+    (taken,) = await store.claim("w1", T0, 10, 30)
+    await store.complete(taken.entry_id, "w1", T0)
+    assert [e.entry_id for e in await store.claim("w1", T0, 10, 30)] == [second.entry_id]
+    assert taken.entry_id == first.entry_id
+
+
+async def test_an_expired_lease_of_a_held_group_is_not_taken_over(store: JournalStore) -> None:
+    """An in-flight entry of a skipped group whose lease ran out waits for the release."""
+    (entry,) = await store.append([grouped("c1", "a", "g1")], T0)
+    await store.claim("w1", T0, 10, 30)
+    assert await store.claim("w2", T0 + 60, 10, 30, skip_groups={"g1"}) == []
+    (taken,) = await store.claim("w2", T0 + 60, 10, 30)
+    assert (taken.entry_id, taken.lease_owner) == (entry.entry_id, "w2")
+
+
+async def test_bad_groups_are_refused_and_change_nothing(store: JournalStore) -> None:
+    """A group that is not a short string, or a skip list that is a bare string, is refused."""
+    with pytest.raises(InvalidInput, match="group"):
+        grouped("c1", "a", "x" * 300)
+    await store.append([intent("c1", "a")], T0)
+    before = await snapshot(store)
+    with pytest.raises(InvalidInput, match="skip_groups"):
+        await store.claim("w1", T0, 10, 30, skip_groups="region:eu")
+    with pytest.raises(InvalidInput, match="skip_groups"):
+        await store.claim("w1", T0, 10, 30, skip_groups=[1])  # type: ignore[list-item]
+    assert await snapshot(store) == before

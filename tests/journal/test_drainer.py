@@ -267,3 +267,33 @@ def test_lease_must_outlast_the_settle_time() -> None:
 
     with pytest.raises(InvalidInput, match="lease"):
         DrainerConfig(lease=30, settle=65)
+
+
+@pytest.mark.anyio
+async def test_held_groups_stay_in_the_journal_until_released(rig: Rig) -> None:
+    """hold() leaves a group's entries pending; releasing it drains them like any other."""
+    await rig.store.append(
+        [
+            create_intent(
+                call_id,
+                "phone_log",
+                "sn_openframe_phone_log",
+                {"call_id": call_id},
+                correlation=("call_id", call_id),
+                group=group,
+            )
+            for call_id, group in (("c1", "region:eu"), ("c2", "region:us"))
+        ],
+        rig.clock.time(),
+    )
+    rig.drainer.hold({"region:eu"})
+    assert rig.drainer.held == {"region:eu"}
+    for _ in range(3):
+        await rig.drainer.drain_once()
+        rig.clock.advance(5)
+    assert len(rig.records("sn_openframe_phone_log", "call_id", "c2")) == 1
+    assert not rig.records("sn_openframe_phone_log", "call_id", "c1")
+    assert (await rig.store.counts())[EntryState.PENDING] == 1
+    rig.drainer.hold(())
+    await rig.drainer.drain_once()
+    assert len(rig.records("sn_openframe_phone_log", "call_id", "c1")) == 1

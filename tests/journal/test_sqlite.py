@@ -97,8 +97,40 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "j.db") as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(JournalError, match="schema version 2"):
+    with pytest.raises(JournalError, match=f"schema version {SCHEMA_VERSION + 1}"):
         SqliteJournal(tmp_path / "j.db")
+
+
+async def test_a_version_1_file_is_brought_up_to_date(tmp_path: Path) -> None:
+    """A journal written before entries had groups opens, keeps its entries, and gains groups."""
+    with sqlite3.connect(tmp_path / "j.db") as conn:
+        conn.execute(
+            "CREATE TABLE entries (entry_id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT NOT "
+            "NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL, key TEXT NOT "
+            "NULL UNIQUE, state TEXT NOT NULL, head INTEGER NOT NULL, attempts INTEGER NOT NULL, "
+            "next_attempt REAL NOT NULL, lease_owner TEXT, lease_until REAL, last_error TEXT, "
+            "created REAL NOT NULL, updated REAL NOT NULL, result TEXT, UNIQUE (call_id, seq))"
+        )
+        conn.execute(
+            "CREATE INDEX entries_runnable ON entries (next_attempt, entry_id) WHERE head = 1"
+        )
+        conn.execute("CREATE INDEX entries_state ON entries (state, created)")
+        conn.execute("CREATE TABLE calls (call_id TEXT PRIMARY KEY, results TEXT NOT NULL)")
+        conn.execute(
+            "INSERT INTO entries (call_id, seq, kind, payload, key, state, head, attempts, "
+            "next_attempt, created, updated) VALUES ('c1', 1, 'create_a', '{}', 'c1:a', "
+            "'pending', 1, 0, ?, ?, ?)",
+            (T0, T0, T0),
+        )
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    async with SqliteJournal(tmp_path / "j.db", batch_window=0) as journal:
+        assert await journal.pragma("user_version") == SCHEMA_VERSION
+        (old,) = await journal.claim("w1", T0, 10, 30, skip_groups={"g"})
+        assert (old.key, old.group) == ("c1:a", "")
+        (new,) = await journal.append([Intent("c2", "create_a", {}, "c2:a", group="g")], T0)
+        assert await journal.claim("w1", T0, 10, 30, skip_groups={"g"}) == []
+        assert (await journal.get(new.entry_id)).group == "g"
 
 
 def test_a_database_without_wal_is_refused() -> None:

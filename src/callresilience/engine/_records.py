@@ -71,7 +71,7 @@ class CallRecords:
 
     mapping: RecordMapping = attrs.field(factory=RecordMapping)
 
-    def phone_log(self, call: Call, agent: Agent, at: float) -> Intent:
+    def phone_log(self, call: Call, agent: Agent, at: float, *, group: str = "") -> Intent:
         """The phone log of a call an agent took."""
         m = self.mapping
         fields: dict[str, Any] = {
@@ -89,9 +89,12 @@ class CallRecords:
             m.phone_log_table,
             fields,
             correlation=("call_id", call.call_id),
+            group=group,
         )
 
-    def interaction(self, call: Call, agent: Agent | None, *, linked: bool) -> Intent:
+    def interaction(
+        self, call: Call, agent: Agent | None, *, linked: bool, group: str = ""
+    ) -> Intent:
         """The Interaction: assigned and in progress with an agent, else new and unassigned."""
         m = self.mapping
         fields: dict[str, Any] = {
@@ -113,15 +116,16 @@ class CallRecords:
             m.interaction_table,
             fields,
             correlation=(m.interaction_correlation, call.call_id),
+            group=group,
         )
 
     def accepted(
-        self, call: Call, agent: Agent, at: float, *, interaction_exists: bool
+        self, call: Call, agent: Agent, at: float, *, interaction_exists: bool, group: str = ""
     ) -> list[Intent]:
         """The records of an accepted call."""
-        intents = [self.phone_log(call, agent, at)]
+        intents = [self.phone_log(call, agent, at, group=group)]
         if not interaction_exists:
-            intents.append(self.interaction(call, agent, linked=True))
+            intents.append(self.interaction(call, agent, linked=True, group=group))
             return intents
         fields: dict[str, Any] = {
             "state": "work_in_progress",
@@ -132,17 +136,31 @@ class CallRecords:
             fields["assigned_to"] = agent.user_sys_id
         intents.append(
             update_intent(
-                call.call_id, "accepted", self.mapping.interaction_table, INTERACTION, fields
+                call.call_id,
+                "accepted",
+                self.mapping.interaction_table,
+                INTERACTION,
+                fields,
+                group=group,
             )
         )
         return intents
 
     def timed_out(
-        self, call: Call, agent: Agent, attempt: int, at: float, *, interaction_exists: bool
+        self,
+        call: Call,
+        agent: Agent,
+        attempt: int,
+        at: float,
+        *,
+        interaction_exists: bool,
+        group: str = "",
     ) -> list[Intent]:
         """The Interaction (once) and a work item for an offer that rang out."""
         m = self.mapping
-        intents = [] if interaction_exists else [self.interaction(call, None, linked=False)]
+        intents = (
+            [] if interaction_exists else [self.interaction(call, None, linked=False, group=group)]
+        )
         correlation = f"{call.call_id}:missed-{attempt}"
         fields: dict[str, Any] = {
             "document_table": m.interaction_table,
@@ -162,15 +180,18 @@ class CallRecords:
                 m.work_item_table,
                 fields,
                 correlation=(m.work_item_correlation, correlation),
+                group=group,
             )
         )
         return intents
 
-    def opened(self, call: Call, agent: Agent | None, *, linked: bool) -> list[Intent]:
+    def opened(
+        self, call: Call, agent: Agent | None, *, linked: bool, group: str = ""
+    ) -> list[Intent]:
         """The Interaction an agent asked for ahead of the queue."""
-        return [self.interaction(call, agent, linked=linked)]
+        return [self.interaction(call, agent, linked=linked, group=group)]
 
-    def held(self, call: Call, hold: bool, serial: int) -> list[Intent]:
+    def held(self, call: Call, hold: bool, serial: int, *, group: str = "") -> list[Intent]:
         """The Interaction's state after a hold or a resume (when enabled)."""
         if not self.mapping.record_holds:
             return []
@@ -182,6 +203,7 @@ class CallRecords:
                 self.mapping.interaction_table,
                 INTERACTION,
                 {"state": state},
+                group=group,
             )
         ]
 
@@ -193,6 +215,7 @@ class CallRecords:
         ended: float,
         answered: bool,
         interaction_exists: bool,
+        group: str = "",
     ) -> list[Intent]:
         """Close what exists: the phone log's end and duration, the Interaction's state."""
         m = self.mapping
@@ -208,13 +231,19 @@ class CallRecords:
                         "end_time": servicenow_time(ended),
                         "duration": str(max(0, round(ended - started))),
                     },
+                    group=group,
                 )
             )
         if interaction_exists:
             state = "closed_complete" if answered else "closed_abandoned"
             intents.append(
                 update_intent(
-                    call.call_id, "closed", m.interaction_table, INTERACTION, {"state": state}
+                    call.call_id,
+                    "closed",
+                    m.interaction_table,
+                    INTERACTION,
+                    {"state": state},
+                    group=group,
                 )
             )
         return intents

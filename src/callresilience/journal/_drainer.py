@@ -29,7 +29,7 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Final, TypeAlias
 
 import attrs
@@ -57,7 +57,7 @@ from ..servicenow import Query, ServiceNowClient
 from ..servicenow._classify import may_still_run
 from ._errors import LeaseLost
 from ._store import JournalStore
-from ._types import Entry, Intent
+from ._types import Entry, Intent, check_groups
 
 __all__ = [
     "Drainer",
@@ -89,6 +89,7 @@ def create_intent(
     fields: Mapping[str, Any],
     *,
     correlation: tuple[str, str],
+    group: str = "",
 ) -> Intent:
     """Return the intent to create one record, stored under `name` for later entries.
 
@@ -100,6 +101,7 @@ def create_intent(
         fields: Its fields; ``{"$ref": "other"}`` stands for another record's sys_id.
         correlation: The field and value that identify the record on the instance, so that
             a create whose outcome was unknown is found instead of repeated.
+        group: The entry's group (see `Intent.group`).
     """
     payload = {
         "table": table,
@@ -107,11 +109,19 @@ def create_intent(
         "correlation": list(correlation),
         "name": name,
     }
-    return Intent(call_id=call_id, kind=CREATE, payload=payload, key=f"{call_id}:{name}")
+    return Intent(
+        call_id=call_id, kind=CREATE, payload=payload, key=f"{call_id}:{name}", group=group
+    )
 
 
 def update_intent(
-    call_id: str, key: str, table: str, target: str, fields: Mapping[str, Any]
+    call_id: str,
+    key: str,
+    table: str,
+    target: str,
+    fields: Mapping[str, Any],
+    *,
+    group: str = "",
 ) -> Intent:
     """Return the intent to update the record stored under `target` for this call.
 
@@ -121,9 +131,12 @@ def update_intent(
         table: The record's table.
         target: The name the record's sys_id is stored under (``"interaction"``).
         fields: The fields to set.
+        group: The entry's group (see `Intent.group`).
     """
     payload = {"table": table, "target": target, "fields": dict(fields)}
-    return Intent(call_id=call_id, kind=UPDATE, payload=payload, key=f"{call_id}:{key}")
+    return Intent(
+        call_id=call_id, kind=UPDATE, payload=payload, key=f"{call_id}:{key}", group=group
+    )
 
 
 @attrs.frozen
@@ -266,6 +279,7 @@ class Drainer:
         self._slots = asyncio.Semaphore(self._config.concurrency)
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._held: frozenset[str] = frozenset()
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
         # A create may be posted only this long after the claim, so that the transaction of
@@ -292,6 +306,23 @@ class Drainer:
         if breaker is None:
             breaker = self._breakers[endpoint] = CircuitBreaker(endpoint, self._config.breaker)
         return breaker
+
+    @property
+    def held(self) -> frozenset[str]:
+        """The entry groups the drainer leaves in the journal for now."""
+        return self._held
+
+    def hold(self, groups: Collection[str]) -> None:
+        """Leave entries of `groups` in the journal until a later `hold` no longer names them.
+
+        Entries already in flight finish; later entries of the same calls wait behind held
+        ones, as always. ``hold(())`` releases every group.
+        """
+        held = check_groups(groups)
+        released = self._held - held
+        self._held = held
+        if released:
+            self.wake()
 
     def wake(self) -> None:
         """Look at the journal now (call after appending)."""
@@ -368,7 +399,7 @@ class Drainer:
     async def _claim(self, limit: int | None = None) -> list[Entry]:
         cfg = self._config
         return await self._store.claim(
-            self._owner, self._clock.time(), limit or cfg.batch, cfg.lease
+            self._owner, self._clock.time(), limit or cfg.batch, cfg.lease, skip_groups=self._held
         )
 
     async def _run_slot(self, entry: Entry) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import builtins
 import heapq
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -23,6 +23,7 @@ from ._types import (
     check_count,
     check_duration,
     check_entry_id,
+    check_groups,
     check_intents,
     check_owner,
     check_results,
@@ -57,6 +58,7 @@ class _Row:
     lease_until: float | None = None
     last_error: str | None = None
     result: str | None = None
+    group: str = ""
 
     def entry(self) -> Entry:
         return Entry(
@@ -75,6 +77,7 @@ class _Row:
             created=self.created,
             updated=self.updated,
             result=None if self.result is None else json.loads(self.result),
+            group=self.group,
         )
 
 
@@ -105,6 +108,8 @@ class MemoryJournal:
         # Pending heads by (next_attempt, entry_id); stale items are skipped when popped.
         self._due: builtins.list[tuple[float, int]] = []
         self._leased: dict[int, _Row] = {}
+        # Pending heads of skipped groups, out of the heap until a claim no longer skips them.
+        self._parked: dict[str, builtins.list[_Row]] = {}
         self._next_id = 1
         self._closed = False
 
@@ -150,6 +155,7 @@ class MemoryJournal:
                 created=now,
                 updated=now,
                 head=False,
+                group=intent.group,
             )
             self._next_id += 1
             self._rows[row.entry_id] = row
@@ -161,24 +167,40 @@ class MemoryJournal:
             out.append(row.entry())
         return out
 
-    async def claim(self, owner: str, now: float, limit: int, lease: float) -> builtins.list[Entry]:
+    async def claim(
+        self,
+        owner: str,
+        now: float,
+        limit: int,
+        lease: float,
+        *,
+        skip_groups: Collection[str] = frozenset(),
+    ) -> builtins.list[Entry]:
         """Lease runnable entries to `owner`; see `JournalStore.claim`."""
         self._check_open()
         owner = check_owner(owner)
         now = check_time("now", now)
         limit = check_count("limit", limit, 1)
         lease = check_duration("lease", lease)
+        skip = check_groups(skip_groups)
+        for group in [g for g in self._parked if g not in skip]:
+            for row in self._parked.pop(group):
+                heapq.heappush(self._due, (row.next_attempt, row.entry_id))
         # The `limit` oldest due pending heads, plus every expired lease, hold the answer. The
-        # heap holds exactly the pending heads: each path that makes one pushes it once (append,
-        # complete, retry, replay), and only a claim pops.
+        # heap holds exactly the pending heads not parked: each path that makes one pushes it
+        # once (append, complete, retry, replay, unparking), and only a claim pops.
         candidates: builtins.list[_Row] = []
         while self._due and self._due[0][0] <= now and len(candidates) < limit:
             _, entry_id = heapq.heappop(self._due)
-            candidates.append(self._rows[entry_id])
+            row = self._rows[entry_id]
+            if row.group in skip:
+                self._parked.setdefault(row.group, []).append(row)
+            else:
+                candidates.append(row)
         candidates.extend(
             row
             for row in self._leased.values()
-            if row.lease_until is not None and row.lease_until <= now
+            if row.lease_until is not None and row.lease_until <= now and row.group not in skip
         )
         candidates.sort(key=lambda r: (r.next_attempt, r.entry_id))
         taken, rest = candidates[:limit], candidates[limit:]
@@ -355,6 +377,7 @@ class MemoryJournal:
         self._keys.clear()
         self._calls.clear()
         self._due.clear()
+        self._parked.clear()
         self._leased.clear()
 
     async def __aenter__(self) -> Self:

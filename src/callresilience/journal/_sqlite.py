@@ -27,7 +27,7 @@ import functools
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeVar
@@ -45,6 +45,7 @@ from ._types import (
     check_count,
     check_duration,
     check_entry_id,
+    check_groups,
     check_intents,
     check_owner,
     check_results,
@@ -59,7 +60,7 @@ __all__ = ["SqliteJournal"]
 _T = TypeVar("_T")
 
 #: Bumped whenever the tables change; a file from a newer version is refused, not misread.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _SCHEMA: Final = (
     """
@@ -82,6 +83,7 @@ _SCHEMA: Final = (
         created REAL NOT NULL,
         updated REAL NOT NULL,
         result TEXT,
+        grp TEXT NOT NULL DEFAULT '',  -- Intent.group; claims may skip some
         UNIQUE (call_id, seq)
     )
     """,
@@ -95,8 +97,13 @@ _SCHEMA: Final = (
 
 _COLUMNS: Final = (
     "entry_id, call_id, seq, kind, payload, key, state, attempts, next_attempt, lease_owner, "
-    "lease_until, last_error, created, updated, result"
+    "lease_until, last_error, created, updated, result, grp"
 )
+
+#: How to bring an older file up to `SCHEMA_VERSION`, one step per version.
+_MIGRATIONS: Final = {
+    1: ("ALTER TABLE entries ADD COLUMN grp TEXT NOT NULL DEFAULT ''",),
+}
 
 #: The oldest runnable entries: a walk of the partial index `entries_runnable`, no table scan.
 CLAIM_SQL: Final = (
@@ -104,6 +111,15 @@ CLAIM_SQL: Final = (
     "WHERE head = 1 AND next_attempt <= ? AND (state = 'pending' OR lease_until <= ?) "
     "ORDER BY next_attempt, entry_id LIMIT ?"
 )
+
+
+def claim_sql(skipped: int) -> str:
+    """`CLAIM_SQL`, leaving out `skipped` groups given as parameters after the two times."""
+    if not skipped:
+        return CLAIM_SQL
+    marks = ", ".join("?" * skipped)
+    return CLAIM_SQL.replace("ORDER BY", f"AND grp NOT IN ({marks}) ORDER BY")
+
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -125,6 +141,7 @@ def _entry(row: tuple[Any, ...]) -> Entry:
         created=row[12],
         updated=row[13],
         result=None if row[14] is None else json.loads(row[14]),
+        group=row[15],
     )
 
 
@@ -148,6 +165,11 @@ def _connect(path: str, synchronous: Synchronous) -> sqlite3.Connection:
             if version == 0:
                 for statement in _SCHEMA:
                     conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version in _MIGRATIONS:
+                for step in range(version, SCHEMA_VERSION):
+                    for statement in _MIGRATIONS[step]:
+                        conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             elif version != SCHEMA_VERSION:
                 raise JournalError(
@@ -305,7 +327,8 @@ class SqliteJournal:
         ).fetchone()
         cursor = conn.execute(
             "INSERT INTO entries (call_id, seq, kind, payload, key, state, head, attempts, "
-            "next_attempt, created, updated) VALUES (?, ?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?)",
+            "next_attempt, created, updated, grp) "
+            "VALUES (?, ?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?, ?)",
             (
                 intent.call_id,
                 last + 1,
@@ -316,6 +339,7 @@ class SqliteJournal:
                 now,
                 now,
                 now,
+                intent.group,
             ),
         )
         entry_id = cursor.lastrowid
@@ -337,6 +361,7 @@ class SqliteJournal:
             created=now,
             updated=now,
             result=None,
+            group=intent.group,
         )
 
     def _write_appends(
@@ -347,9 +372,11 @@ class SqliteJournal:
                 [self._insert(conn, intent, now) for intent in intents] for intents, now in requests
             ]
 
-    def _claim(self, owner: str, now: float, limit: int, lease: float) -> builtins.list[Entry]:
+    def _claim(
+        self, owner: str, now: float, limit: int, lease: float, skip: frozenset[str]
+    ) -> builtins.list[Entry]:
         with self._transaction() as conn:
-            rows = conn.execute(CLAIM_SQL, (now, now, limit)).fetchall()
+            rows = conn.execute(claim_sql(len(skip)), (now, now, *sorted(skip), limit)).fetchall()
             # A taken-over entry (its owner's lease ran out) says so in last_error.
             notes = [
                 _rules.takeover_note(row[9], row[10]) if row[6] == "in_flight" else row[11]
@@ -577,7 +604,15 @@ class SqliteJournal:
                 if not request.future.done():
                     request.future.set_result(entries)
 
-    async def claim(self, owner: str, now: float, limit: int, lease: float) -> builtins.list[Entry]:
+    async def claim(
+        self,
+        owner: str,
+        now: float,
+        limit: int,
+        lease: float,
+        *,
+        skip_groups: Collection[str] = frozenset(),
+    ) -> builtins.list[Entry]:
         """Lease runnable entries to `owner`; see `JournalStore.claim`."""
         return await self._run(
             self._claim,
@@ -585,6 +620,7 @@ class SqliteJournal:
             check_time("now", now),
             check_count("limit", limit, 1),
             check_duration("lease", lease),
+            check_groups(skip_groups),
         )
 
     async def complete(

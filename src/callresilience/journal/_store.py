@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
@@ -44,17 +44,27 @@ class JournalStore(Protocol):
         """
         ...
 
-    async def claim(self, owner: str, now: float, limit: int, lease: float) -> builtins.list[Entry]:
+    async def claim(
+        self,
+        owner: str,
+        now: float,
+        limit: int,
+        lease: float,
+        *,
+        skip_groups: Collection[str] = frozenset(),
+    ) -> builtins.list[Entry]:
         """Take up to `limit` runnable entries, oldest first, and lease them to `owner`.
 
         Runnable: pending and due, or in flight with an expired lease; and every earlier
-        entry of the same call done. Each claimed entry gets ``attempts + 1``.
+        entry of the same call done; and not in one of `skip_groups` (held back, e.g. while
+        their scope rides out an outage). Each claimed entry gets ``attempts + 1``.
 
         Args:
             owner: The worker's id (unique per worker).
             now: The current UNIX time.
             limit: At most this many entries.
             lease: Seconds the worker may hold them before others may take them over.
+            skip_groups: Groups whose entries stay where they are for now.
 
         Returns:
             The claimed entries, ordered by `next_attempt` then `entry_id`.

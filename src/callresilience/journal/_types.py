@@ -29,6 +29,7 @@ MAX_KIND: Final = 128
 MAX_KEY: Final = 128
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 MAX_OWNER: Final = 128
+MAX_GROUP: Final = 256
 MAX_RESULT_NAME: Final = 64
 MAX_RESULT_VALUE: Final = 256
 #: Longer error texts are cut, not refused: the failure must be recorded whatever it says.
@@ -108,6 +109,11 @@ def _key_validator(instance: object, attribute: attrs.Attribute[Any], value: obj
     check_text("key", value, MAX_KEY)
 
 
+def _group_validator(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value != "":
+        check_text("group", value, MAX_GROUP)
+
+
 def _call_id_validator(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     check_identifier("call_id", value)
 
@@ -125,12 +131,15 @@ class Intent:
             opaque; placeholders such as ``{"$ref": "phone_log"}`` are the drainer's business.
         key: The idempotency key, unique across the journal (1-128 characters), e.g.
             ``f"{call_id}:phone_log"``. Appending a key that is already there is a no-op.
+        group: A label for holding entries back together (the engine uses the scopes of the
+            call's agent): a claim may skip named groups. Empty for none.
     """
 
     call_id: str = attrs.field(validator=_call_id_validator)
     kind: str = attrs.field(validator=_kind_validator)
     payload: Mapping[str, Any] = attrs.field(hash=False, repr=False)
     key: str = attrs.field(validator=_key_validator)
+    group: str = attrs.field(default="", validator=_group_validator)
     _payload_json: str = attrs.field(init=False, eq=False, hash=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -163,6 +172,7 @@ class Entry:
         created: When it was appended.
         updated: When it last changed state.
         result: What `complete` stored, when done.
+        group: The intent's group ("" for none).
     """
 
     entry_id: int
@@ -180,6 +190,7 @@ class Entry:
     created: float
     updated: float
     result: Mapping[str, Any] | None = attrs.field(hash=False, repr=False)
+    group: str = ""
 
 
 def check_time(field: str, value: object) -> float:
@@ -233,6 +244,19 @@ def check_intents(intents: object) -> list[Intent]:
                 field="intents",
             )
     return batch
+
+
+def check_groups(groups: object) -> frozenset[str]:
+    """Return the groups a claim skips, as a set of strings."""
+    if isinstance(groups, str | bytes) or not hasattr(groups, "__iter__"):
+        raise InvalidInput(
+            "skip_groups: expected a collection of group names, e.g. {'region:eu'}",
+            field="skip_groups",
+        )
+    names = frozenset(groups)
+    if not all(isinstance(name, str) for name in names):
+        raise InvalidInput("skip_groups: every group name must be a string", field="skip_groups")
+    return names
 
 
 def check_results(results: object) -> dict[str, str]:
