@@ -25,6 +25,7 @@ from ._errors import (
     RateLimited,
     RoutingError,
     ServiceNowError,
+    TransferTargetUnavailable,
     TransientError,
     UnknownAgent,
     UnknownCall,
@@ -43,6 +44,7 @@ from .engine import (
     OfferTimedOut,
     RecordMapping,
 )
+from .health import ComponentStatus, Mode, ModeConfig, Severity
 from .routing import (
     AgentActivity,
     AgentStatus,
@@ -68,6 +70,7 @@ __all__ = [
     "CallState",
     "CallStateError",
     "Clock",
+    "ComponentStatus",
     "DuplicateCall",
     "Engine",
     "EngineConfig",
@@ -75,6 +78,8 @@ __all__ = [
     "InteractionRequired",
     "InvalidInput",
     "ItsmUnavailable",
+    "Mode",
+    "ModeConfig",
     "Notice",
     "Offer",
     "OfferNotPending",
@@ -90,8 +95,10 @@ __all__ = [
     "RouterConfig",
     "RoutingError",
     "ServiceNowError",
+    "Severity",
     "Strategy",
     "SystemClock",
+    "TransferTargetUnavailable",
     "TransientError",
     "UnknownAgent",
     "UnknownCall",

@@ -20,7 +20,8 @@ Every error the library raises on purpose derives from `CallResilienceError`::
     │   ├── PermanentError          retrying will not help (400, 403, 404, 409, ...)
     │   └── AuthenticationError     401 after the one re-authentication
     ├── ItsmUnavailable             the instance cannot create the record right now
-    └── InteractionRequired         the action needs an Interaction the call does not have yet
+    ├── InteractionRequired         the action needs an Interaction the call does not have yet
+    └── TransferTargetUnavailable   the adapter's check says a transfer's target is down
 
 Context is keyword-only. Messages say what was wrong and what to do, and never carry a
 credential or a full phone number.
@@ -159,3 +160,7 @@ class ItsmUnavailable(CallResilienceError):
 
 class InteractionRequired(CallResilienceError):
     """The action needs an Interaction that the call does not have yet."""
+
+
+class TransferTargetUnavailable(CallResilienceError):
+    """The adapter's endpoint check found a transfer's target down; the call stays put."""

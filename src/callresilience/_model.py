@@ -109,7 +109,7 @@ def _to_skills(value: Iterable[str] | None) -> frozenset[str]:
 def _check_skills(instance: object, attribute: attrs.Attribute[Any], value: frozenset[str]) -> None:
     if len(value) > MAX_SKILLS:
         raise InvalidInput(
-            f"{attribute.name}: {len(value)} skills given, at most {MAX_SKILLS} are allowed",
+            f"{attribute.name}: {len(value)} names given, at most {MAX_SKILLS} are allowed",
             field=attribute.name,
         )
     for skill in value:
@@ -252,6 +252,9 @@ class Agent:
         node: The site the agent works from. When its link is down the agent is offered
             nothing.
         user_sys_id: The agent's `sys_user` sys_id in ServiceNow, used for `assigned_to`.
+        scopes: The scopes the agent works in (an account, a region, both: names are the
+            adapter's, e.g. ``{"region:emea", "account:acme"}``); resiliency modes switch per
+            scope. None given: the engine's default scope.
     """
 
     agent_id: str = attrs.field(validator=_identifier_validator)
@@ -263,6 +266,9 @@ class Agent:
     )
     node: str = attrs.field(default="local", validator=_identifier_validator)
     user_sys_id: str | None = attrs.field(default=None, validator=_check_optional_sys_id)
+    scopes: frozenset[str] = attrs.field(
+        default=frozenset(), converter=_to_skills, validator=_check_skills
+    )
 
     def level(self, queue: str) -> int | None:
         """Return the agent's tier level in `queue`, or None when not a member."""

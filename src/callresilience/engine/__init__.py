@@ -6,7 +6,9 @@ from ._engine import Engine
 from ._records import CallRecords, RecordMapping, servicenow_time
 from ._types import (
     AgentChannel,
+    AgentNotified,
     CallOffered,
+    EndpointChanged,
     EngineConfig,
     EngineEvent,
     InteractionCreated,
@@ -18,8 +20,10 @@ from ._types import (
 
 __all__ = [
     "AgentChannel",
+    "AgentNotified",
     "CallOffered",
     "CallRecords",
+    "EndpointChanged",
     "Engine",
     "EngineConfig",
     "EngineEvent",

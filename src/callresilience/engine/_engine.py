@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Final
 
 import attrs
@@ -25,17 +25,20 @@ from .._errors import (
     InvalidInput,
     ItsmUnavailable,
     RoutingError,
+    TransferTargetUnavailable,
 )
-from .._model import Agent, Call
+from .._model import Agent, Call, check_identifier
+from ..health import ComponentStatus, Incident, Mode, Severity
 from ..journal import (
     Drainer,
+    EntryState,
     Intent,
     JournalStore,
     MemoryJournal,
     RecordWritten,
     SqliteJournal,
 )
-from ..resilience import BreakerState
+from ..resilience import BreakerState, BreakerStateChanged
 from ..routing import (
     CallAbandoned,
     CallConnected,
@@ -49,6 +52,7 @@ from ..routing import (
     WithdrawOffer,
 )
 from ..servicenow import ServiceNowClient
+from ._continuity import Continuity, NodeCheck
 from ._records import INTERACTION, CallRecords
 from ._types import (
     AgentChannel,
@@ -78,6 +82,7 @@ class _CallLog:
     answered_at: float | None = None
     phone_log: bool = False
     interaction: bool = False
+    group: str | None = None  # of the first agent the call's records were made for
     on_hold: bool = False
     holds: int = 0
     attempt: int = 0  # of the latest offer
@@ -120,6 +125,7 @@ class Engine:
             transport=transport,
             clock=self._clock,
             read_timeout=config.read_timeout,
+            on_endpoint_change=self._endpoint_changed,
         )
         self._drainer = Drainer(
             store, self._client, config.drainer, clock=self._clock, on_event=self._emit_drained
@@ -131,6 +137,18 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer_wake = asyncio.Event()
         self._timer_task: asyncio.Task[None] | None = None
+        self._failback_task: asyncio.Task[None] | None = None
+        self._continuity = Continuity(
+            config,
+            clock=self._clock,
+            router=self._router,
+            channel=channel,
+            drainer=self._drainer,
+            client=self._client,
+            emit=self._emit,
+            spawn=self._spawn,
+            wake=self._timer_wake.set,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -144,6 +162,10 @@ class Engine:
         await self._client.__aenter__()
         await self._drainer.__aenter__()
         self._timer_task = asyncio.create_task(self._timers(), name="callresilience-timers")
+        if len(self._client.endpoints) > 1:
+            self._failback_task = asyncio.create_task(
+                self._continuity.failback_loop(), name="callresilience-failback"
+            )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -151,7 +173,8 @@ class Engine:
 
     async def aclose(self) -> None:
         """Stop timers, channel calls and the drainer; close the client and the journal."""
-        tasks = [t for t in (self._timer_task, *self._tasks) if t is not None]
+        tasks = [t for t in (self._timer_task, self._failback_task, *self._tasks) if t is not None]
+        tasks += self._continuity.close()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -194,8 +217,12 @@ class Engine:
     # -- agents ------------------------------------------------------------------------------
 
     async def login(self, agent: Agent, *, ready: bool = False) -> None:
-        """An agent logged in (not ready unless `ready`)."""
+        """An agent logged in (not ready unless `ready`).
+
+        An agent whose scope is in resiliency mode is sent a notice at once.
+        """
         await self._apply(lambda now: self._router.login(agent, now, ready=ready))
+        self._continuity.logged_in(agent)
 
     async def ready(self, agent_id: str) -> None:
         """An agent is ready for calls."""
@@ -208,6 +235,7 @@ class Engine:
     async def logout(self, agent_id: str) -> None:
         """An agent logged out; a call in progress carries on."""
         await self._apply(lambda now: self._router.logout(agent_id, now))
+        self._continuity.logged_out(agent_id)
 
     async def finish_wrap_up(self, agent_id: str) -> None:
         """An agent finished after-call work early."""
@@ -266,8 +294,18 @@ class Engine:
         await self._apply(lambda now: self._router.hangup(call_id, now))
 
     async def end(self, call_id: str) -> None:
-        """The agent or the platform ended a connected call."""
-        await self._apply(lambda now: self._router.end(call_id, now))
+        """The agent or the platform ended the call.
+
+        A call that was not connected yet (waiting or ringing) ends as if the caller hung up,
+        so an adapter can send its platform's one "disconnected" event here.
+        """
+
+        def end(now: float) -> list[Decision]:
+            if self._router.call(call_id).state is CallState.CONNECTED:
+                return self._router.end(call_id, now)
+            return self._router.hangup(call_id, now)
+
+        await self._apply(end)
 
     async def disconnect(self, call_id: str) -> None:
         """The agent disconnected the call (the same as `end`)."""
@@ -301,13 +339,22 @@ class Engine:
         known = self._interactions.get(call_id)
         if known is not None:
             return known
+        agent = self._agent_of(entry)
         if not entry.interaction:
-            agent = self._agent_of(entry)
             entry.interaction = True
-            await self._append(self._records.opened(entry.call, agent, linked=entry.phone_log))
+            await self._append(
+                self._records.opened(
+                    entry.call, agent, linked=entry.phone_log, group=self._group(entry, agent)
+                )
+            )
         known = (await self._store.call_results(call_id)).get(INTERACTION)
         if known is not None:
             return known
+        if self._continuity.in_resiliency(agent):
+            raise ItsmUnavailable(
+                "the agent's scope is in resiliency mode, so nothing is created inline; the "
+                "Interaction is journaled and will be created when the mode is back to normal"
+            )
         breaker = self._drainer.breaker()
         if breaker.state(self._clock.now()) is not BreakerState.CLOSED:
             raise ItsmUnavailable(
@@ -332,6 +379,8 @@ class Engine:
 
         Raises:
             InteractionRequired: The call has no Interaction yet; open one first.
+            TransferTargetUnavailable: The configured `transfer_check` says the target is
+                down (or did not answer in time); the call stays with its agent.
             InvalidInput: The target is not a plain identifier or number.
         """
         if not isinstance(target, str) or not _TARGET_RE.fullmatch(target):
@@ -350,7 +399,111 @@ class Engine:
                 "transfer; call open_interaction() first (it fails fast while the instance is "
                 "down)"
             )
+        await self._check_target(target)
         await self._channel.transfer(self._agent_of(entry), call_id, target, sys_id)
+
+    # -- continuity --------------------------------------------------------------------------
+
+    async def report_component(
+        self,
+        name: str,
+        status: ComponentStatus,
+        *,
+        scopes: Iterable[str] | None = None,
+    ) -> None:
+        """Report the health of one of the adapter's components (carrier, network, site).
+
+        Args:
+            name: The component, e.g. ``"carrier-emea"``.
+            status: How it is doing now.
+            scopes: The scopes that depend on it; needed the first time (None there means
+                every scope), kept from then on unless given again.
+
+        A component failing long enough (`ModeConfig.enter_after`) switches its scopes to
+        resiliency mode; incidents open and resolve with its status.
+
+        Raises:
+            InvalidInput: A bad name, status or scope, or the engine's own ``"servicenow"``.
+        """
+        self._continuity.report(name, status, scopes)
+
+    async def force_mode(self, scope: str, mode: Mode | None) -> None:
+        """Hold a scope in `mode` whatever the health, until released with None."""
+        self._continuity.force(scope, mode)
+
+    def mode(self, scope: str) -> Mode:
+        """The mode a scope is in now."""
+        return self._continuity.mode(scope)
+
+    async def acknowledge(self, agent_id: str, notice_id: int | None = None) -> int:
+        """The agent read its mode notices (or only `notice_id`); return how many.
+
+        An acknowledged notice is not sent again as forced.
+
+        Raises:
+            UnknownAgent: The agent never logged in.
+            InvalidInput: `notice_id` is not an unacknowledged notice of this agent.
+        """
+        self._router.agent(agent_id)
+        return self._continuity.acknowledge(agent_id, notice_id)
+
+    def watch_node(
+        self, node: str, *, check: NodeCheck | None = None, interval: float = 5.0
+    ) -> None:
+        """Watch a node's link: by `heartbeat` calls, or by calling `check` every `interval`.
+
+        A node silent for `EngineConfig.node_timeout` is unreachable: its agents are offered
+        nothing and its ringing offers go elsewhere at once, until its next heartbeat.
+        """
+        self._continuity.watch(node, check, interval)
+
+    async def heartbeat(self, node: str) -> None:
+        """A heartbeat from a node (it is reachable)."""
+        check_identifier("node", node)
+        await self._apply(lambda now: self._continuity.heartbeat(node))
+
+    def open_incident(
+        self, title: str, severity: Severity, *, scopes: Iterable[str] = ()
+    ) -> Incident:
+        """Open an incident by hand (for the status page); it stays open until resolved.
+
+        Raises:
+            InvalidInput: An empty or over-long title, or a bad severity or scope.
+        """
+        return self._continuity.open_incident(title, severity, scopes).incident
+
+    def resolve_incident(self, incident_id: int) -> Incident:
+        """Resolve an incident opened by hand (or one that should not wait for its component).
+
+        Raises:
+            InvalidInput: No open incident has this id.
+        """
+        return self._continuity.resolve_incident(incident_id).incident
+
+    async def status(self) -> dict[str, Any]:
+        """A JSON-ready snapshot for a status page.
+
+        Components, modes per scope, open and recent incidents, agents by state, outstanding
+        notices, nodes, the endpoint in use and each endpoint's breaker, calls waiting, and
+        the journal: depth, oldest pending age, dead entries and held groups.
+        """
+        counts = await self._store.counts()
+        oldest = await self._store.oldest_pending(self._clock.time())
+        snapshot = {"time": self._clock.time(), **self._continuity.status()}
+        snapshot["calls"] = {
+            "waiting": self._router.waiting_count,
+            "active": self._router.active_count,
+        }
+        snapshot["journal"] = {
+            "depth": counts[EntryState.PENDING] + counts[EntryState.IN_FLIGHT],
+            "pending": counts[EntryState.PENDING],
+            "in_flight": counts[EntryState.IN_FLIGHT],
+            "dead": counts[EntryState.DEAD],
+            "done": counts[EntryState.DONE],
+            "oldest_pending_age_s": oldest,
+            "held_groups": sorted(self._drainer.held),
+        }
+        return snapshot
 
     # -- inside ------------------------------------------------------------------------------
 
@@ -365,6 +518,32 @@ class Engine:
     def _agent_of(self, entry: _CallLog) -> Agent:
         return self._router.agent(entry.agent_id or "").agent
 
+    def _group(self, entry: _CallLog, agent: Agent | None) -> str:
+        """The call's journal group, fixed by the first agent its records are made for."""
+        if entry.group is None:
+            entry.group = self._continuity.group(agent)
+        return entry.group
+
+    async def _check_target(self, target: str) -> None:
+        check = self._config.transfer_check
+        if check is None:
+            return
+        timeout = self._config.transfer_check_timeout
+        try:
+            ok = await asyncio.wait_for(check(target), timeout=timeout)
+        except TimeoutError:
+            reason = f"the endpoint check did not answer within {timeout:g} s"
+        except Exception as error:
+            reason = f"the endpoint check failed ({type(error).__name__})"
+        else:
+            if ok is True:
+                return
+            reason = "the endpoint check says it is down"
+        raise TransferTargetUnavailable(
+            f"transfer target {target!r} is unavailable: {reason}; the call stays with its "
+            "agent, pick another target or try again later"
+        )
+
     async def _hold(self, call_id: str, *, hold: bool) -> None:
         entry = self._connected(call_id, "hold" if hold else "resume")
         if entry.on_hold == hold:
@@ -372,7 +551,8 @@ class Engine:
         entry.on_hold = hold
         entry.holds += 1
         if entry.interaction:
-            await self._append(self._records.held(entry.call, hold, entry.holds))
+            group = self._group(entry, self._agent_of(entry))
+            await self._append(self._records.held(entry.call, hold, entry.holds, group=group))
 
     async def _apply(self, operation: Callable[[float], list[Decision]]) -> None:
         """Fire due timers, then run one router operation and carry out its decisions."""
@@ -412,6 +592,7 @@ class Engine:
             await self._append(intents)
         if follow_up:
             await self._carry_out(follow_up)
+        self._continuity.calls_moved()
 
     def _offer(self, decision: OfferCall) -> list[Decision]:
         agent = self._router.agent(decision.agent_id).agent
@@ -452,7 +633,12 @@ class Engine:
         attempt = entry.attempt
         self._emit(OfferTimedOut(decision.call_id, decision.agent_id, attempt))
         intents = self._records.timed_out(
-            entry.call, agent, attempt, unix, interaction_exists=entry.interaction
+            entry.call,
+            agent,
+            attempt,
+            unix,
+            interaction_exists=entry.interaction,
+            group=self._group(entry, agent),
         )
         entry.interaction = True
         return intents
@@ -463,7 +649,11 @@ class Engine:
         entry.agent_id = decision.agent_id
         entry.answered_at = unix
         intents = self._records.accepted(
-            entry.call, agent, unix, interaction_exists=entry.interaction
+            entry.call,
+            agent,
+            unix,
+            interaction_exists=entry.interaction,
+            group=self._group(entry, agent),
         )
         entry.phone_log = entry.interaction = True
         return intents
@@ -476,6 +666,7 @@ class Engine:
             ended=unix,
             answered=isinstance(decision, CallEnded),
             interaction_exists=entry.interaction,
+            group=entry.group or "",
         )
 
     async def _call_channel(
@@ -502,14 +693,19 @@ class Engine:
         """Fire the router's timers on the clock: offer deadlines, pauses, wrap-up, waits."""
         while True:
             self._timer_wake.clear()
-            deadline = self._router.next_deadline()
-            wait = 3600.0 if deadline is None else max(0.0, deadline - self._clock.now())
+            deadlines = [
+                t
+                for t in (self._router.next_deadline(), self._continuity.next_deadline())
+                if t is not None
+            ]
+            wait = 3600.0 if not deadlines else max(0.0, min(deadlines) - self._clock.now())
             if wait > 0:
                 await sleep_or_wake(self._clock, wait, self._timer_wake)
             try:
-                await self._carry_out(self._router.advance(self._clock.now()))
+                due = self._router.advance(self._clock.now())
+                await self._carry_out(due + self._continuity.advance())
             except Exception:
-                log.exception("carrying out the router's timers failed")
+                log.exception("carrying out the timers failed")
 
     def _emit(self, event: Any) -> None:
         if isinstance(event, OfferCall | WithdrawOffer):
@@ -520,6 +716,9 @@ class Engine:
             except Exception:
                 log.exception("an event subscriber failed on %s", type(event).__name__)
 
+    def _endpoint_changed(self, old: str, new: str, reason: str) -> None:
+        self._continuity.endpoint_changed(old, new, reason)
+
     def _emit_drained(self, event: Any) -> None:
         if (
             isinstance(event, RecordWritten)
@@ -529,6 +728,8 @@ class Engine:
             self._remember_interaction(event.call_id, event.sys_id)
             self._emit(InteractionCreated(event.call_id, event.sys_id))
         self._emit(event)
+        if isinstance(event, BreakerStateChanged):
+            self._continuity.instance_changed()
 
     def _remember_interaction(self, call_id: str, sys_id: str) -> None:
         self._interactions[call_id] = sys_id

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
 from .._errors import InvalidInput
-from .._model import Agent, Call
+from .._model import Agent, Call, check_identifier
+from ..health import IncidentChanged, Mode, ModeChanged, ModeConfig, NodeLinkChanged
 from ..journal import DrainerConfig, RecordDead, RecordWritten
 from ..resilience import BreakerStateChanged
 from ..routing import (
@@ -28,7 +29,9 @@ from ._records import RecordMapping
 
 __all__ = [
     "AgentChannel",
+    "AgentNotified",
     "CallOffered",
+    "EndpointChanged",
     "EngineConfig",
     "EngineEvent",
     "InteractionCreated",
@@ -132,6 +135,30 @@ class InteractionCreated:
     sys_id: str
 
 
+@attrs.frozen
+class AgentNotified:
+    """The engine sent an agent a mode notice (`forced`: again, unacknowledged in time)."""
+
+    agent_id: str
+    notice_id: int
+    scope: str
+    mode: Mode
+    forced: bool
+
+
+@attrs.frozen
+class EndpointChanged:
+    """Requests to the instance go to `new` instead of `old` now.
+
+    `reason` is the failure that moved the client on (``"ConnectError"``...), or
+    ``"failback"`` when the engine moved back to the primary.
+    """
+
+    old: str
+    new: str
+    reason: str
+
+
 EngineEvent: TypeAlias = (
     CallOffered
     | CallConnected
@@ -147,6 +174,11 @@ EngineEvent: TypeAlias = (
     | RecordWritten
     | RecordDead
     | BreakerStateChanged
+    | ModeChanged
+    | AgentNotified
+    | IncidentChanged
+    | NodeLinkChanged
+    | EndpointChanged
 )
 
 
@@ -157,6 +189,14 @@ def _urls(value: str | Sequence[str]) -> tuple[str, ...]:
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not value > 0:
         raise InvalidInput(f"{attribute.name}: give seconds > 0", field=attribute.name)
+
+
+def _scope(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    check_identifier(attribute.name, value)
+
+
+#: Checks whether a transfer target (a queue, an agent, a number) can take a call now.
+TransferCheck: TypeAlias = Callable[[str], Awaitable[bool]]
 
 
 @attrs.frozen
@@ -174,6 +214,17 @@ class EngineConfig:
         auto_accept: Connect an offered call at once, as platforms with auto-answer do.
         open_interaction_timeout: How long `open_interaction` waits for the instance.
         read_timeout: The client's read timeout, in seconds.
+        modes: When a scope enters and leaves resiliency mode (hysteresis).
+        default_scope: The scope of agents that name none.
+        notice_deadline: Seconds an agent has to acknowledge a mode notice before it is sent
+            again as forced.
+        node_timeout: Seconds without a heartbeat after which a watched node is unreachable.
+        failback_after: Seconds the primary URL must answer probes before the engine moves
+            back to it from a secondary.
+        failback_probe_every: Seconds between probes of the primary while on a secondary.
+        transfer_check: An async function the engine asks before a transfer; False (or an
+            error, or no answer within `transfer_check_timeout`) refuses the transfer.
+        transfer_check_timeout: Seconds to wait for `transfer_check`.
     """
 
     instance: tuple[str, ...] = attrs.field(converter=_urls)
@@ -188,3 +239,11 @@ class EngineConfig:
     auto_accept: bool = False
     open_interaction_timeout: float = attrs.field(default=5.0, validator=_positive)
     read_timeout: float = attrs.field(default=30.0, validator=_positive)
+    modes: ModeConfig = attrs.field(factory=ModeConfig)
+    default_scope: str = attrs.field(default="default", validator=_scope)
+    notice_deadline: float = attrs.field(default=30.0, validator=_positive)
+    node_timeout: float = attrs.field(default=15.0, validator=_positive)
+    failback_after: float = attrs.field(default=60.0, validator=_positive)
+    failback_probe_every: float = attrs.field(default=10.0, validator=_positive)
+    transfer_check: TransferCheck | None = attrs.field(default=None, eq=False, repr=False)
+    transfer_check_timeout: float = attrs.field(default=2.0, validator=_positive)

@@ -1,19 +1,28 @@
-"""Health and continuity: resiliency modes per scope, and the links to peer nodes.
+"""Health and continuity: components, resiliency modes per scope, incidents, agent notices and
+the links to peer nodes.
 
-Both are pure cores with `now` passed in; the engine will feed and act on them.
+Each is a pure core with `now` passed in; the engine feeds them and acts on what they decide.
 """
 
 from __future__ import annotations
 
+from ._incidents import Incident, IncidentBook, IncidentChanged, Severity
 from ._links import LinkMonitor, NodeLinkChanged
 from ._modes import ComponentStatus, Mode, ModeChanged, ModeConfig, ModeController
+from ._notices import ModeNotice, NoticeBoard
 
 __all__ = [
     "ComponentStatus",
+    "Incident",
+    "IncidentBook",
+    "IncidentChanged",
     "LinkMonitor",
     "Mode",
     "ModeChanged",
     "ModeConfig",
     "ModeController",
+    "ModeNotice",
     "NodeLinkChanged",
+    "NoticeBoard",
+    "Severity",
 ]

@@ -70,6 +70,10 @@ class LinkMonitor:
         times = [last + self._timeout for n, last in self._last.items() if n not in self._down]
         return min(times) if times else None
 
+    def nodes(self) -> list[str]:
+        """Every watched node, by name."""
+        return sorted(self._last)
+
     def is_up(self, node: str) -> bool:
         """Whether `node` is reachable (a node never watched counts as reachable)."""
         return node not in self._down

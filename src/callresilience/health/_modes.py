@@ -72,7 +72,7 @@ class ModeChanged:
 
 @attrs.define
 class _Component:
-    scopes: frozenset[str]
+    scopes: frozenset[str] | None  # None: every scope, those added later included
     status: ComponentStatus = ComponentStatus.OPERATIONAL
     since: float = 0.0
     urgent: bool = False  # the component asked for an immediate switch
@@ -101,15 +101,36 @@ class ModeController:
 
     # -- telling ---------------------------------------------------------------------------
 
-    def register(self, component: str, scopes: Iterable[str], now: float) -> None:
-        """Declare a component and the scopes that depend on it (operational to start with)."""
+    def register(self, component: str, scopes: Iterable[str] | None, now: float) -> None:
+        """Declare a component and the scopes that depend on it (None: every scope).
+
+        A new component starts operational; registering a known one again changes only its
+        scopes.
+        """
         check_identifier("component", component)
-        names = frozenset(check_identifier("scope", scope) for scope in scopes)
-        if not names:
-            raise InvalidInput("scopes: name at least one scope", field="scopes")
-        self._components[component] = _Component(names, since=now)
-        for scope in names:
-            self._scopes.setdefault(scope, _Scope())
+        names = None
+        if scopes is not None:
+            if isinstance(scopes, str):
+                raise InvalidInput(
+                    f"scopes: give a list of scope names, e.g. [{scopes!r}], not a string",
+                    field="scopes",
+                )
+            names = frozenset(check_identifier("scope", scope) for scope in scopes)
+            if not names:
+                raise InvalidInput(
+                    "scopes: name at least one scope, or None for all", field="scopes"
+                )
+            for scope in names:
+                self._scopes.setdefault(scope, _Scope())
+        known = self._components.get(component)
+        if known is None:
+            self._components[component] = _Component(names, since=now)
+        else:
+            known.scopes = names
+
+    def add_scope(self, scope: str) -> None:
+        """Declare a scope (normal to start with); components registered for all cover it."""
+        self._scopes.setdefault(check_identifier("scope", scope), _Scope())
 
     def report(
         self, component: str, status: ComponentStatus, now: float, *, urgent: bool = False
@@ -119,12 +140,7 @@ class ModeController:
         Raises:
             InvalidInput: The component was never registered.
         """
-        entry = self._components.get(component)
-        if entry is None:
-            raise InvalidInput(
-                f"component: {component!r} is not registered; register it with its scopes first",
-                field="component",
-            )
+        entry = self._known(component)
         if entry.status is not status:
             entry.status = status
             entry.since = now
@@ -150,8 +166,32 @@ class ModeController:
         return {name: state.mode.value for name, state in sorted(self._scopes.items())}
 
     def component(self, name: str) -> ComponentStatus:
-        """A component's last reported status."""
-        return self._components[name].status
+        """A component's last reported status.
+
+        Raises:
+            InvalidInput: The component was never registered.
+        """
+        return self._known(name).status
+
+    def components(self) -> dict[str, dict[str, Any]]:
+        """Every component's status, since when, and its scopes (None: all), JSON-ready."""
+        return {
+            name: {
+                "status": c.status.value,
+                "since": c.since,
+                "scopes": None if c.scopes is None else sorted(c.scopes),
+            }
+            for name, c in sorted(self._components.items())
+        }
+
+    def scopes_of(self, component: str) -> frozenset[str]:
+        """The scopes that depend on a component now."""
+        scopes = self._known(component).scopes
+        return frozenset(self._scopes) if scopes is None else scopes
+
+    def is_registered(self, component: str) -> bool:
+        """Whether the component was registered."""
+        return component in self._components
 
     def next_deadline(self) -> float | None:
         """When a pending switch would happen if nothing else changes, or None."""
@@ -210,7 +250,16 @@ class ModeController:
         return component.status is ComponentStatus.DEGRADED and self._config.degraded_counts
 
     def _of(self, scope: str) -> list[_Component]:
-        return [c for c in self._components.values() if scope in c.scopes]
+        return [c for c in self._components.values() if c.scopes is None or scope in c.scopes]
+
+    def _known(self, component: str) -> _Component:
+        entry = self._components.get(component)
+        if entry is None:
+            raise InvalidInput(
+                f"component: {component!r} is not registered; register it with its scopes first",
+                field="component",
+            )
+        return entry
 
     def _name(self, component: _Component) -> str:
         return next(name for name, c in self._components.items() if c is component)

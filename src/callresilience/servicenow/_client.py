@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Final, TypeAlias
@@ -192,6 +192,8 @@ class ServiceNowClient:
         probe_table: The table `probe()` reads one sys_id from.
         exclude_reference_link: Ask for reference fields as bare sys_ids instead of
             ``{"link", "value"}`` objects (`ref_value` reads both).
+        on_endpoint_change: Called with ``(old_url, new_url, reason)`` whenever the URL in
+            use changes; exceptions it raises are logged.
 
     Raises:
         InvalidInput: When an option is not valid.
@@ -212,6 +214,7 @@ class ServiceNowClient:
         create_attempts: int = 3,
         probe_table: str = "sys_user",
         exclude_reference_link: bool = False,
+        on_endpoint_change: Callable[[str, str, str], object] | None = None,
     ) -> None:
         # A plain class rather than attrs: the constructor checks and converts a dozen options
         # and builds the HTTP client, which reads better written out than as converters.
@@ -237,6 +240,7 @@ class ServiceNowClient:
         self._auth_setting = auth
         self._auth = make_authenticator(auth, clock=self._clock, post=self._post_form)
         self._rate_limit: RateLimit | None = None
+        self._on_endpoint_change = on_endpoint_change
         self._http = httpx.AsyncClient(
             transport=transport,
             verify=verify,
@@ -259,6 +263,19 @@ class ServiceNowClient:
     def endpoints(self) -> tuple[str, ...]:
         """Every base URL, in order of preference."""
         return self._endpoints.urls
+
+    @property
+    def primary(self) -> str:
+        """The first base URL, the one the client prefers."""
+        return self._endpoints.urls[0]
+
+    def _endpoint_changed(self, old: str, new: str, reason: str) -> None:
+        if self._on_endpoint_change is None:
+            return
+        try:
+            self._on_endpoint_change(old, new, reason)
+        except Exception:
+            log.exception("the on_endpoint_change callback failed")
 
     @property
     def timeout(self) -> httpx.Timeout:
@@ -363,7 +380,7 @@ class ServiceNowClient:
         try:
             decoded = await self._call("GET", path, params=params)
         except PermanentError as exc:
-            if exc.status_code == 404 and (exc.sn_message or "").lower() == "no record found":
+            if _no_record_found(exc):
                 return QueryResult((), total_count=0)
             raise
         if not isinstance(decoded.result, list) or not all(
@@ -396,17 +413,49 @@ class ServiceNowClient:
         decoded = await self._call("PATCH", path, params=_fields_param(fields), payload=payload)
         return self._record(decoded, "PATCH", path)
 
-    async def probe(self) -> float:
+    async def probe(self, *, endpoint: str | None = None) -> float:
         """Read one sys_id from the probe table and return how long it took, in seconds.
 
         A cheap read for health checks and half-open circuit breakers.
 
+        Args:
+            endpoint: Ask this one of `endpoints` (default: the one in use); a failure then
+                never moves the client to another URL.
+
         Raises:
+            InvalidInput: `endpoint` is not one of the client's URLs.
             TransientError, PermanentError, AuthenticationError: As any read.
         """
+        if endpoint is not None and endpoint not in self._endpoints.urls:
+            raise InvalidInput(
+                "endpoint: not one of the client's base URLs; see client.endpoints",
+                field="endpoint",
+            )
         started = self._clock.now()
-        await self.query(self._probe_table, fields=("sys_id",), limit=1)
+        path = _TABLE_PATH + self._probe_table
+        params = {"sysparm_fields": "sys_id", "sysparm_limit": "1"}
+        try:
+            await self._call("GET", path, params=params, base=endpoint)
+        except PermanentError as exc:
+            if not _no_record_found(exc):
+                raise
         return max(0.0, self._clock.now() - started)
+
+    def use_endpoint(self, url: str, *, reason: str = "chosen") -> bool:
+        """Send requests to `url` (one of `endpoints`) from now on; return whether it changed.
+
+        For failing back to the primary once it is healthy again (the engine does this);
+        `reason` goes to `on_endpoint_change`.
+
+        Raises:
+            InvalidInput: `url` is not one of the client's base URLs.
+        """
+        previous = self._endpoints.current
+        changed = self._endpoints.use(url)
+        if changed:
+            log.info("endpoint: moving from %s to %s (%s)", previous, url, reason)
+            self._endpoint_changed(previous, url, reason)
+        return changed
 
     async def create_once(
         self,
@@ -556,6 +605,7 @@ class ServiceNowClient:
         *,
         params: dict[str, str] | None = None,
         payload: Mapping[str, Any] | None = None,
+        base: str | None = None,
     ) -> Decoded:
         write = is_write(method)
         action = f"{method} {path}"
@@ -573,6 +623,7 @@ class ServiceNowClient:
                 json=body,
                 headers={**_JSON_HEADERS, **auth_headers},
                 write=write,
+                base=base,
             )
             if response.status_code == 401 and self._auth.reauthenticates and not renewed:
                 # A 401 means the request was not run, so sending it again is safe.
@@ -605,12 +656,17 @@ class ServiceNowClient:
         params: dict[str, str] | None = None,
         json: dict[str, Any] | None = None,
         data: dict[str, str] | None = None,
+        base: str | None = None,
     ) -> httpx.Response:
-        """Send one request, moving to the next endpoint when one cannot be reached."""
+        """Send one request, moving to the next endpoint when one cannot be reached.
+
+        With `base` the request goes there and nowhere else, whatever happens.
+        """
         action = f"{method} {path}"
+        pinned = base is not None
         tries = 0
         while True:
-            base = self._endpoints.current
+            base = base if pinned and base is not None else self._endpoints.current
             started = self._clock.now()
             try:
                 response = await self._http.request(
@@ -619,7 +675,7 @@ class ServiceNowClient:
             except httpx.RequestError as exc:
                 tries += 1
                 error = classify_exception(exc, write=write, action=action)
-                if endpoint_failed(exc) and self._endpoints.failed(base):
+                if not pinned and endpoint_failed(exc) and self._endpoints.failed(base):
                     log.warning(
                         "%s: endpoint %s failed (%s); moving to %s",
                         action,
@@ -627,8 +683,14 @@ class ServiceNowClient:
                         type(exc).__name__,
                         self._endpoints.current,
                     )
+                    self._endpoint_changed(base, self._endpoints.current, type(exc).__name__)
                 # Nothing reached the instance, so the next endpoint may take it at once.
-                if nothing_sent(exc) and endpoint_failed(exc) and tries < len(self._endpoints):
+                if (
+                    not pinned
+                    and nothing_sent(exc)
+                    and endpoint_failed(exc)
+                    and tries < len(self._endpoints)
+                ):
                     continue
                 log.warning("%s", error)
                 raise error from exc
@@ -643,6 +705,11 @@ class ServiceNowClient:
                 response.headers.get("x-transaction-id", "-"),
             )
             return response
+
+
+def _no_record_found(error: PermanentError) -> bool:
+    """Whether a 404 means "nothing matched" (older API versions) rather than a bad path."""
+    return error.status_code == 404 and (error.sn_message or "").lower() == "no record found"
 
 
 def _context(error: ServiceNowError) -> dict[str, Any]:

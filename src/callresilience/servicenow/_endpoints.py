@@ -1,9 +1,10 @@
 """The base URLs of an instance, in order of preference, and which one is in use.
 
 On a connect failure or a timeout the client moves to the next URL in line and stays there
-until that one fails in turn (then it wraps round). There is no automatic move back: a URL
-that just failed is the least likely to be healthy, and flapping between two half-broken
-routes is worse than staying on one that works.
+until that one fails in turn (then it wraps round). The client never moves back by itself: a
+URL that just failed is the least likely to be healthy, and flapping between two half-broken
+routes is worse than staying on one that works. The engine fails back to the primary once
+probes have found it healthy for a while (`use`).
 """
 
 from __future__ import annotations
@@ -91,6 +92,21 @@ class Endpoints:
             return False
         self._index = (self._index + 1) % len(self.urls)
         return True
+
+    def use(self, url: str) -> bool:
+        """Make `url` the one in use; return whether that changed anything.
+
+        Raises:
+            InvalidInput: `url` is not one of `urls`.
+        """
+        if url not in self.urls:
+            raise InvalidInput(
+                "url: not one of the configured base URLs; see client.endpoints", field="url"
+            )
+        index = self.urls.index(url)
+        changed = index != self._index
+        self._index = index
+        return changed
 
     def __len__(self) -> int:
         return len(self.urls)
