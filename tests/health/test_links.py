@@ -43,3 +43,16 @@ def test_bad_settings_and_names_are_refused() -> None:
         LinkMonitor(timeout=0)
     with pytest.raises(InvalidInput, match="identifier"):
         LinkMonitor().watch("a b", 0)
+
+
+def test_nodes_lists_every_watched_node_by_name() -> None:
+    """nodes() lists the watched nodes sorted, down ones included, once each."""
+    links = LinkMonitor(timeout=15)
+    assert links.nodes() == []
+    links.watch("paris", 0)
+    links.heartbeat("lyon", 1)
+    links.watch("berlin", 2)
+    links.watch("paris", 3)
+    links.advance(100)
+    assert links.nodes() == ["berlin", "lyon", "paris"]
+    assert not links.is_up("berlin")

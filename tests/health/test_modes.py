@@ -115,3 +115,71 @@ def test_unknown_components_and_bad_names_are_refused() -> None:
     assert modes.component("servicenow") is OK
     assert "emea" in repr(modes)
     assert modes.mode("nowhere") is NORMAL
+
+
+# Registration.
+
+
+def test_a_component_for_every_scope_covers_scopes_added_later() -> None:
+    """register(component, None) covers every scope, including those added afterwards."""
+    modes = ModeController(ModeConfig(enter_after=10, leave_after=60))
+    modes.add_scope("emea")
+    modes.register("servicenow", None, 0)
+    modes.add_scope("amer")
+    assert modes.scopes_of("servicenow") == {"emea", "amer"}
+    changes = modes.report("servicenow", OUTAGE, 1, urgent=True)
+    assert [(c.scope, c.new) for c in changes] == [("amer", RESILIENCY), ("emea", RESILIENCY)]
+    modes.add_scope("apac")
+    assert modes.advance(2) == [ModeChanged("apac", NORMAL, RESILIENCY, 2, "servicenow is outage")]
+    assert modes.components()["servicenow"]["scopes"] is None
+
+
+def test_registering_again_changes_only_the_scopes() -> None:
+    """A known component registered again keeps its status and since; only its scopes change."""
+    modes = controller()
+    modes.report("carrier-emea", DEGRADED, 5)
+    modes.register("carrier-emea", ["emea", "apac"], 50)
+    assert modes.component("carrier-emea") is DEGRADED
+    assert modes.components()["carrier-emea"] == {
+        "status": "degraded",
+        "since": 5,
+        "scopes": ["apac", "emea"],
+    }
+    assert modes.scopes_of("carrier-emea") == {"emea", "apac"}
+    assert modes.mode("apac") is NORMAL
+    modes.register("carrier-emea", None, 60)
+    assert modes.scopes_of("carrier-emea") == {"emea", "amer", "apac"}
+
+
+def test_components_and_scopes_of_report_every_component() -> None:
+    """components() is JSON-ready, by name; scopes_of() gives the scopes a component serves."""
+    modes = controller()
+    modes.report("carrier-amer", OUTAGE, 7)
+    assert modes.components() == {
+        "carrier-amer": {"status": "outage", "since": 7, "scopes": ["amer"]},
+        "carrier-emea": {"status": "operational", "since": 0, "scopes": ["emea"]},
+        "servicenow": {"status": "operational", "since": 0, "scopes": ["amer", "emea"]},
+    }
+    assert list(modes.components()) == ["carrier-amer", "carrier-emea", "servicenow"]
+    assert modes.scopes_of("carrier-amer") == frozenset({"amer"})
+    with pytest.raises(InvalidInput, match="not registered"):
+        modes.scopes_of("pbx")
+
+
+def test_a_string_for_scopes_is_refused() -> None:
+    """register(component, "emea") raises instead of reading the string as letters."""
+    modes = controller()
+    with pytest.raises(InvalidInput, match="not a string") as caught:
+        modes.register("pbx", "emea", 0)
+    assert caught.value.field == "scopes"
+    assert not modes.is_registered("pbx")
+    assert modes.modes() == {"amer": "normal", "emea": "normal"}
+
+
+def test_is_registered_says_whether_a_component_is_known() -> None:
+    """is_registered() is True only for registered components."""
+    modes = controller()
+    assert modes.is_registered("servicenow")
+    assert not modes.is_registered("pbx")
+    modes.register("pbx", None, 0)
+    assert modes.is_registered("pbx")
