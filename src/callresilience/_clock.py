@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar, runtime_checkable
 
 __all__ = ["Clock", "SystemClock"]
+
+_T = TypeVar("_T")
 
 
 @runtime_checkable
@@ -64,3 +67,22 @@ async def sleep_or_wake(clock: Clock, seconds: float, wake: asyncio.Event) -> No
         # suppressed would also swallow a cancellation of the caller itself.
         sleeper.cancel()
         waker.cancel()
+
+
+async def wait_within(clock: Clock, work: Awaitable[_T], seconds: float) -> _T:
+    """Return what `work` returns, or raise `TimeoutError` after `seconds` on `clock`.
+
+    `asyncio.wait_for` on the injected clock: on timeout the work is cancelled (not awaited,
+    for the reason `sleep_or_wake` gives).
+    """
+    task = asyncio.ensure_future(work)
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait({task, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+        if not task.done():
+            task.cancel()
+    if not task.done() or task.cancelled():
+        raise TimeoutError(f"no answer within {seconds:g} s")
+    return task.result()

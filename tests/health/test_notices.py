@@ -235,11 +235,6 @@ def test_a_deadline_must_be_positive(deadline: float) -> None:
 # Bugs.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent_gone() forgets the notices but not the mode the agent was last told, so the "
-    "'in force at login' notice is swallowed when the scope is still in that mode",
-)
 def test_an_agent_logging_back_in_is_told_again() -> None:
     """Logged out and back in while the scope stays in resiliency: the agent is told again."""
     board = NoticeBoard(DEADLINE)
@@ -252,12 +247,6 @@ def test_an_agent_logging_back_in_is_told_again() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a delivered, unacknowledged notice is replaced by a held one; when the scope comes "
-    "back to the delivered mode during the call, the held one is dropped and the delivered one "
-    "is never forced",
-)
 def test_a_delivered_notice_is_still_forced_after_a_change_that_came_and_went() -> None:
     """Told resiliency, no acknowledgement, normal and back during a call: still forced."""
     board = NoticeBoard(DEADLINE)

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
-from .._clock import Clock
+from .._clock import Clock, wait_within
 from .._errors import CallResilienceError, InvalidInput
 from .._model import Agent, check_identifier
 from ..health import (
@@ -314,7 +314,7 @@ class Continuity:
     async def _check_loop(self, node: str, check: NodeCheck, interval: float) -> None:
         while True:
             try:
-                ok = await asyncio.wait_for(check(), timeout=interval)
+                ok = await wait_within(self._clock, check(), interval)
             except Exception as error:
                 log.warning("check of node %s failed: %s", node, type(error).__name__)
                 ok = False

@@ -18,7 +18,7 @@ from typing import Any, Final
 import attrs
 import httpx
 
-from .._clock import Clock, SystemClock, sleep_or_wake
+from .._clock import Clock, SystemClock, sleep_or_wake, wait_within
 from .._errors import (
     CallStateError,
     InteractionRequired,
@@ -530,7 +530,7 @@ class Engine:
             return
         timeout = self._config.transfer_check_timeout
         try:
-            ok = await asyncio.wait_for(check(target), timeout=timeout)
+            ok = await wait_within(self._clock, check(target), timeout)
         except TimeoutError:
             reason = f"the endpoint check did not answer within {timeout:g} s"
         except Exception as error:

@@ -39,6 +39,9 @@ class ModeNotice:
 class _Waiting:
     notice: ModeNotice
     deadline: float | None = None  # set once delivered
+    # The delivered, unacknowledged notice this one replaced: it is back in force if this one
+    # is dropped (the scope returned to the mode that notice announced).
+    replaced: _Waiting | None = None
 
 
 class NoticeBoard:
@@ -72,12 +75,20 @@ class NoticeBoard:
         out: list[ModeNotice] = []
         for agent_id, busy in agents:
             key = (agent_id, change.scope)
+            current = self._waiting.get(key)
             if self._told.get(key, Mode.NORMAL) is change.new and not self._delivered(key):
-                self._waiting.pop(key, None)  # back where the agent was told: nothing to say
+                # Back where the agent was told: nothing new to say, and an earlier notice
+                # still waiting for its acknowledgement is in force again.
+                self._waiting.pop(key, None)
+                if current is not None and current.replaced is not None:
+                    self._waiting[key] = current.replaced
                 continue
             notice = ModeNotice(agent_id, self._next_id, change.scope, change.new, change.reason)
             self._next_id += 1
-            self._waiting[key] = _Waiting(notice)
+            replaced = None
+            if current is not None:
+                replaced = current if current.deadline is not None else current.replaced
+            self._waiting[key] = _Waiting(notice, replaced=replaced)
             if not busy:
                 out.append(self._deliver(key, now))
         return out
@@ -88,9 +99,14 @@ class NoticeBoard:
         return [self._deliver(key, now) for key in sorted(keys)]
 
     def agent_gone(self, agent_id: str) -> None:
-        """The agent logged out: forget what it was to be told (it learns at the next login)."""
+        """The agent logged out: forget what it was told and was to be told.
+
+        It learns the modes in force again at its next login.
+        """
         for key in [k for k in self._waiting if k[0] == agent_id]:
             del self._waiting[key]
+        for key in [k for k in self._told if k[0] == agent_id]:
+            del self._told[key]
 
     def acknowledge(self, agent_id: str, notice_id: int | None = None) -> int:
         """The agent read its delivered notices (or the one `notice_id`); return how many.
@@ -150,5 +166,6 @@ class NoticeBoard:
     def _deliver(self, key: tuple[str, str], now: float) -> ModeNotice:
         waiting = self._waiting[key]
         waiting.deadline = now + self._deadline
+        waiting.replaced = None  # superseded by what the agent is told now
         self._told[key] = waiting.notice.mode
         return waiting.notice

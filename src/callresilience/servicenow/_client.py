@@ -12,6 +12,7 @@ import logging
 import re
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Final, TypeAlias
@@ -426,19 +427,20 @@ class ServiceNowClient:
             InvalidInput: `endpoint` is not one of the client's URLs.
             TransientError, PermanentError, AuthenticationError: As any read.
         """
-        if endpoint is not None and endpoint not in self._endpoints.urls:
-            raise InvalidInput(
-                "endpoint: not one of the client's base URLs; see client.endpoints",
-                field="endpoint",
-            )
+        if endpoint is not None:
+            endpoint = self._endpoints.known(endpoint, field="endpoint")
         started = self._clock.now()
         path = _TABLE_PATH + self._probe_table
         params = {"sysparm_fields": "sys_id", "sysparm_limit": "1"}
+        # Pinned in the context too, so that a token request the probe needs goes there.
+        pinned = _PINNED.set(endpoint)
         try:
-            await self._call("GET", path, params=params, base=endpoint)
+            await self._call("GET", path, params=params)
         except PermanentError as exc:
             if not _no_record_found(exc):
                 raise
+        finally:
+            _PINNED.reset(pinned)
         return max(0.0, self._clock.now() - started)
 
     def use_endpoint(self, url: str, *, reason: str = "chosen") -> bool:
@@ -605,7 +607,6 @@ class ServiceNowClient:
         *,
         params: dict[str, str] | None = None,
         payload: Mapping[str, Any] | None = None,
-        base: str | None = None,
     ) -> Decoded:
         write = is_write(method)
         action = f"{method} {path}"
@@ -623,7 +624,6 @@ class ServiceNowClient:
                 json=body,
                 headers={**_JSON_HEADERS, **auth_headers},
                 write=write,
-                base=base,
             )
             if response.status_code == 401 and self._auth.reauthenticates and not renewed:
                 # A 401 means the request was not run, so sending it again is safe.
@@ -656,17 +656,17 @@ class ServiceNowClient:
         params: dict[str, str] | None = None,
         json: dict[str, Any] | None = None,
         data: dict[str, str] | None = None,
-        base: str | None = None,
     ) -> httpx.Response:
         """Send one request, moving to the next endpoint when one cannot be reached.
 
-        With `base` the request goes there and nowhere else, whatever happens.
+        Under `probe(endpoint=...)` the request goes to that endpoint and nowhere else.
         """
         action = f"{method} {path}"
-        pinned = base is not None
+        target = _PINNED.get()
+        pinned = target is not None
         tries = 0
         while True:
-            base = base if pinned and base is not None else self._endpoints.current
+            base = target if target is not None else self._endpoints.current
             started = self._clock.now()
             try:
                 response = await self._http.request(
@@ -705,6 +705,10 @@ class ServiceNowClient:
                 response.headers.get("x-transaction-id", "-"),
             )
             return response
+
+
+#: The endpoint a probe is pinned to, for every request made on its behalf (token included).
+_PINNED: ContextVar[str | None] = ContextVar("callresilience_pinned_endpoint", default=None)
 
 
 def _no_record_found(error: PermanentError) -> bool:

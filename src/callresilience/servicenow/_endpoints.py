@@ -93,16 +93,26 @@ class Endpoints:
         self._index = (self._index + 1) % len(self.urls)
         return True
 
+    def known(self, url: str, field: str = "url") -> str:
+        """Return `url` as configured (no trailing slash) if it is one of `urls`.
+
+        Raises:
+            InvalidInput: It is not.
+        """
+        checked = check_base_url(url)
+        if checked not in self.urls:
+            raise InvalidInput(
+                f"{field}: not one of the client's base URLs; see client.endpoints", field=field
+            )
+        return checked
+
     def use(self, url: str) -> bool:
         """Make `url` the one in use; return whether that changed anything.
 
         Raises:
             InvalidInput: `url` is not one of `urls`.
         """
-        if url not in self.urls:
-            raise InvalidInput(
-                "url: not one of the configured base URLs; see client.endpoints", field="url"
-            )
+        url = self.known(url)
         index = self.urls.index(url)
         changed = index != self._index
         self._index = index
