@@ -16,6 +16,7 @@ from ._types import (
     Offer,
     OfferRejected,
     OfferTimedOut,
+    default_journal_path,
 )
 
 __all__ = [
@@ -33,5 +34,6 @@ __all__ = [
     "OfferRejected",
     "OfferTimedOut",
     "RecordMapping",
+    "default_journal_path",
     "servicenow_time",
 ]

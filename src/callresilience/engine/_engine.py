@@ -116,8 +116,11 @@ class Engine:
         self._clock = clock or SystemClock()
         self._router = Router(config.router)
         self._records = CallRecords(config.records)
-        if store is None:
-            store = SqliteJournal(config.journal) if config.journal else MemoryJournal()
+        if store is None and config.journal is not None:
+            config.journal.parent.mkdir(parents=True, exist_ok=True)
+            store = SqliteJournal(config.journal)
+        elif store is None:
+            store = MemoryJournal()
         self._store = store
         self._client = ServiceNowClient(
             config.instance,

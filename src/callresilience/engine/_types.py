@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
@@ -39,6 +40,7 @@ __all__ = [
     "Offer",
     "OfferRejected",
     "OfferTimedOut",
+    "default_journal_path",
 ]
 
 
@@ -182,6 +184,25 @@ EngineEvent: TypeAlias = (
 )
 
 
+def default_journal_path() -> Path:
+    """Where the journal lives unless the config names a file: the user's state folder.
+
+    ``$XDG_STATE_HOME/callresilience/journal.db`` (``~/.local/state/...`` when unset) on
+    POSIX systems, ``%LOCALAPPDATA%\\callresilience\\journal.db`` on Windows. Services
+    should name a file on a local disk they own instead.
+    """
+    return journal_path_for(os.name, os.environ, Path.home())
+
+
+def journal_path_for(system: str, environ: Mapping[str, str], home: Path) -> Path:
+    """`default_journal_path` for a given `os.name`, environment and home folder."""
+    if system == "nt":
+        base = Path(environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    else:
+        base = Path(environ.get("XDG_STATE_HOME") or home / ".local" / "state")
+    return base / "callresilience" / "journal.db"
+
+
 def _urls(value: str | Sequence[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
@@ -206,7 +227,8 @@ class EngineConfig:
     Attributes:
         instance: The instance's base URL, or several to fail over between.
         auth: How to authenticate (`BasicAuth`, `OAuth2ClientCredentials`, ...).
-        journal: The SQLite journal's file, or None to keep the journal in memory (lost on
+        journal: The SQLite journal's file (default: `default_journal_path()`; its folder
+            is created if missing), or None to keep the journal in memory (lost on
             restart: for tests only).
         router: Routing settings (offer timeout, strategies, queues...).
         drainer: How the journal is drained (concurrency, breaker, pacing...).
@@ -230,7 +252,7 @@ class EngineConfig:
     instance: tuple[str, ...] = attrs.field(converter=_urls)
     auth: Auth = attrs.field(repr=False)
     journal: Path | None = attrs.field(
-        default=Path("callresilience-journal.db"),
+        factory=default_journal_path,
         converter=attrs.converters.optional(Path),
     )
     router: RouterConfig = attrs.field(factory=RouterConfig)
