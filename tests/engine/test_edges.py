@@ -65,3 +65,13 @@ async def test_end_of_a_call_nobody_answered_is_a_hang_up(
     (abandoned,) = [e for e in rig.events if isinstance(e, CallAbandoned)]
     assert abandoned.call_id == "c1"
     assert rig.engine.router.finished("c1") is CallState.ABANDONED
+
+
+async def test_now_is_the_engine_clock_that_call_arrival_times_use(rig: Rig) -> None:
+    """engine.now() reads the injected clock, so a call stamped with it waits from then."""
+    await rig.advance(7)
+    assert rig.engine.now() == rig.clock.now()
+    for agent_id in ("ada", "ben"):
+        await rig.engine.not_ready(agent_id)
+    await rig.engine.call_arrived(rig.call("c1"))
+    assert rig.engine.router.call("c1").call.arrived == rig.engine.now()

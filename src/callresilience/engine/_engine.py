@@ -185,6 +185,10 @@ class Engine:
         await self._client.aclose()
         await self._store.close()
 
+    def now(self) -> float:
+        """The engine clock's monotonic time: what `Call.arrived` and offer timers are on."""
+        return self._clock.now()
+
     @property
     def router(self) -> Router:
         """The routing core, for reading views and snapshots (feed events through the engine)."""
