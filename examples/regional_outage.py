@@ -293,7 +293,7 @@ async def run(show_json: bool) -> int:
         say(clock, f"{agent_id} is back from her break and ready")
 
     async def carrier(status: ComponentStatus) -> None:
-        say(clock, f"adapter: {CARRIER} is {status.value}")
+        say(clock, f"adapter reports {CARRIER}: {status.value}")
         await engine.report_component(CARRIER, status, scopes=[EMEA])
 
     async def take_snapshot() -> None:

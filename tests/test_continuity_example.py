@@ -47,7 +47,7 @@ def test_the_example_exits_0_with_every_record_once(
 
 def test_only_the_emea_scope_switches(timeline: list[tuple[float, str]]) -> None:
     """The EMEA carrier outage switches EMEA after enter_after; AMER agents hear nothing."""
-    assert at(timeline, "INCIDENT #1 opened: carrier-emea is outage (major; region:emea)") == 20.0
+    assert at(timeline, "INCIDENT #1 opened: carrier-emea is down (major; region:emea)") == 20.0
     modes = [(t, line) for t, line in timeline if line.startswith("MODE ")]
     assert modes == [
         (30.0, "MODE region:emea: normal -> resiliency (carrier-emea outage for 10 s)"),
@@ -87,7 +87,7 @@ def test_an_unacknowledged_notice_is_forced(timeline: list[tuple[float, str]]) -
 
 def test_the_return_to_normal(timeline: list[tuple[float, str]]) -> None:
     """leave_after after the carrier is back, EMEA is normal, told, and can transfer again."""
-    assert at(timeline, "INCIDENT #1 resolved: carrier-emea is outage") == 90.0
+    assert at(timeline, "INCIDENT #1 resolved: carrier-emea is down") == 90.0
     back = [line for t, line in timeline if "back to normal mode" in line]
     assert back == [
         f"notice {n} to {agent_id}: region:emea: back to normal mode (healthy for 30 s)."
@@ -105,7 +105,7 @@ def test_the_final_status_summary(program: subprocess.CompletedProcess[str]) -> 
     assert block.splitlines() == [
         "  modes: default normal, region:amer normal, region:emea normal",
         "  components: carrier-emea operational, servicenow operational",
-        "  incidents: 0 open, 1 resolved (#1 carrier-emea is outage, major)",
+        "  incidents: 0 open, 1 resolved (#1 carrier-emea is down, major)",
         "  agents: 5 idle",
         "  notices outstanding: 0",
         "  journal: depth 0, done 28, dead 0, held groups: none",
@@ -128,7 +128,7 @@ async def test_the_json_snapshot_in_the_middle_of_the_outage(
         "region:emea": "resiliency",
     }
     assert snapshot["journal"]["held_groups"] == ["region:emea"]
-    assert [i["title"] for i in snapshot["incidents"]["open"]] == ["carrier-emea is outage"]
+    assert [i["title"] for i in snapshot["incidents"]["open"]] == ["carrier-emea is down"]
     assert [(n["agent_id"], n["delivered"]) for n in snapshot["notices"]] == [("bruno", True)]
     assert snapshot["agents"] == {"idle": 2, "not_ready": 1, "on_call": 2}
 

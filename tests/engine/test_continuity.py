@@ -182,6 +182,8 @@ async def test_a_busy_agent_is_told_after_the_call(regions: Rig) -> None:
         ("erin", False),
         ("emma", True),
     }
+    (emma,) = [n for n in status["notices"] if n["agent_id"] == "emma"]
+    assert emma["force_at"] == pytest.approx(status["time"] + 30, abs=1)
     await rig.engine.end("c1")
     await rig.settle()
     (notice,) = notices(rig, "erin")
@@ -217,6 +219,17 @@ async def test_an_unacknowledged_notice_is_forced_after_the_deadline(regions: Ri
     assert len(notices(rig, "emma")) == 1
     await rig.advance(60)
     assert len(notices(rig, "erin")) == 2
+
+
+async def test_an_urgent_report_switches_at_once(regions: Rig) -> None:
+    """An adapter sure of its outage switches the scope without waiting for enter_after."""
+    rig = regions
+    await rig.engine.report_component(
+        "carrier-emea", ComponentStatus.OUTAGE, scopes=["region:emea"], urgent=True
+    )
+    await rig.settle()
+    assert rig.engine.mode("region:emea") is Mode.RESILIENCY
+    assert rig.engine.mode("region:amer") is Mode.NORMAL
 
 
 async def test_an_agent_logging_in_during_resiliency_is_told_at_once(regions: Rig) -> None:
@@ -335,7 +348,9 @@ async def test_a_node_that_loses_its_link_mid_offer_loses_the_offer(sites: Rig) 
     assert (down.node, down.up) == ("site-b", False)
     assert ("rita", "c1", OfferOutcome.UNREACHABLE) in rig.channel.withdrawn
     assert rig.channel.offered_to("c1") == ["rita", "lou"]
-    assert (await rig.engine.status())["nodes"] == {"site-b": "down"}
+    status = await rig.engine.status()
+    assert status["nodes"] == {"site-b": "down"}
+    assert status["agents"] == {"reserved": 1, "unreachable": 1}
     await rig.engine.heartbeat("site-b")
     assert of(rig, NodeLinkChanged)[-1].up is True
     assert rig.engine.router.agent("rita").eligible
@@ -374,6 +389,11 @@ async def test_failover_to_the_second_url_and_failback_to_the_primary() -> None:
         assert rig.one(INTERACTION, "correlation_id", "c1")["state"] == "closed_complete"
         (moved,) = of(rig, EndpointChanged)
         assert (moved.old, moved.new, moved.reason) == (PRIMARY, SECONDARY, "ConnectError")
+        # Every request was answered by the secondary, and counted on its breaker only.
+        assert rig.engine.drainer.breaker(PRIMARY).calls == 0
+        assert rig.engine.drainer.breaker(SECONDARY).calls == 4
+        # The primary's breaker, opened by the outage, must not read as a new one at failback.
+        rig.engine.drainer.breaker(PRIMARY).force_open(rig.clock.now())
         status = (await rig.engine.status())["servicenow"]
         assert status["endpoint"] == SECONDARY
         assert status["failover_in_progress"] is True
@@ -385,6 +405,9 @@ async def test_failover_to_the_second_url_and_failback_to_the_primary() -> None:
         await rig.advance(12)
         back = of(rig, EndpointChanged)[-1]
         assert (back.new, back.reason) == (PRIMARY, "failback")
+        await rig.settle()
+        assert of(rig, IncidentChanged) == []
+        assert rig.engine.mode("region:emea") is Mode.NORMAL
         assert (await rig.engine.status())["servicenow"]["failover_in_progress"] is False
         routes.hosts.clear()
         await connect(rig, "c2", "erin")

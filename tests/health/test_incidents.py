@@ -44,7 +44,12 @@ def test_a_failing_component_opens_an_incident_of_its_severity(
     (change,) = book.component_changed("carrier", status, SCOPES, 100.0)
     assert change.change == "opened"
     assert change.incident == Incident(
-        1, f"carrier is {status.value}", severity, "carrier", SCOPES, 100.0
+        1,
+        f"carrier is {'down' if status is OUTAGE else status.value}",
+        severity,
+        "carrier",
+        SCOPES,
+        100.0,
     )
     assert book.open_incidents() == [change.incident]
     assert book.recent() == []
@@ -56,7 +61,7 @@ def test_a_worse_status_escalates_the_open_incident() -> None:
     book.component_changed("carrier", DEGRADED, SCOPES, 1.0)
     (change,) = book.component_changed("carrier", OUTAGE, SCOPES, 2.0)
     assert changes_of([change]) == [("escalated", 1, Severity.MAJOR, None)]
-    assert change.incident.title == "carrier is outage"
+    assert change.incident.title == "carrier is down"
     assert change.incident.started == 1.0
     assert book.open_incidents() == [change.incident]
 
@@ -226,7 +231,7 @@ def test_as_dict_is_json_ready_with_the_documented_keys() -> None:
     hand = book.open("Maintenance", Severity.CRITICAL, [], 3.0)
     assert opened.incident.as_dict() == {
         "id": 1,
-        "title": "carrier is outage",
+        "title": "carrier is down",
         "severity": "major",
         "component": "carrier",
         "scopes": ["amer", "emea"],

@@ -130,7 +130,7 @@ def test_a_component_for_every_scope_covers_scopes_added_later() -> None:
     changes = modes.report("servicenow", OUTAGE, 1, urgent=True)
     assert [(c.scope, c.new) for c in changes] == [("amer", RESILIENCY), ("emea", RESILIENCY)]
     modes.add_scope("apac")
-    assert modes.advance(2) == [ModeChanged("apac", NORMAL, RESILIENCY, 2, "servicenow is outage")]
+    assert modes.advance(2) == [ModeChanged("apac", NORMAL, RESILIENCY, 2, "servicenow is down")]
     assert modes.components()["servicenow"]["scopes"] is None
 
 

@@ -221,7 +221,14 @@ class Continuity:
             return
         self._component(INSTANCE, status, urgent=state is BreakerState.OPEN)
 
-    def report(self, name: str, status: ComponentStatus, scopes: Iterable[str] | None) -> None:
+    def report(
+        self,
+        name: str,
+        status: ComponentStatus,
+        scopes: Iterable[str] | None,
+        *,
+        urgent: bool = False,
+    ) -> None:
         """The adapter reports a component; see `Engine.report_component`."""
         if not isinstance(status, ComponentStatus):
             raise InvalidInput(
@@ -236,7 +243,7 @@ class Continuity:
             )
         if scopes is not None or not self._modes.is_registered(name):
             self._modes.register(name, scopes, self._clock.now())
-        self._component(name, status)
+        self._component(name, status, urgent=urgent)
 
     def force(self, scope: str, mode: Mode | None) -> None:
         """An operator holds a scope in a mode; see `Engine.force_mode`."""
@@ -390,6 +397,10 @@ class Continuity:
             if self._healthy_since is None:
                 self._healthy_since = now
             if now - self._healthy_since >= cfg.failback_after:
+                # The probes are the evidence: the breaker the primary had when it failed
+                # starts afresh, or its old state would be read as a new outage.
+                for event in self._drainer.breaker(primary).reset(now):
+                    self._emit(event)
                 self._client.use_endpoint(primary, reason="failback")
 
     # -- status --------------------------------------------------------------------------------
@@ -403,7 +414,12 @@ class Continuity:
         agents: dict[str, int] = {}
         for agent_id in self._agents:
             view = self._router.agent(agent_id)
-            state = view.activity.value if view.status.value == "available" else view.status.value
+            if not self._links.is_up(view.agent.node):
+                state = "unreachable"
+            elif view.status.value == "available":
+                state = view.activity.value
+            else:
+                state = view.status.value
             agents[state] = agents.get(state, 0) + 1
         client = self._client
         now = self._clock.now()
@@ -415,7 +431,10 @@ class Continuity:
                 "resolved": [i.as_dict() for i in self._incidents.recent()],
             },
             "agents": dict(sorted(agents.items())),
-            "notices": self._notices.outstanding(),
+            "notices": [
+                {**n, "force_at": None if n["force_at"] is None else n["force_at"] + offset}
+                for n in self._notices.outstanding()
+            ],
             "nodes": {
                 node: ("up" if self._links.is_up(node) else "down")
                 for node in sorted(self._links.nodes())

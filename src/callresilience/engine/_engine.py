@@ -417,6 +417,7 @@ class Engine:
         status: ComponentStatus,
         *,
         scopes: Iterable[str] | None = None,
+        urgent: bool = False,
     ) -> None:
         """Report the health of one of the adapter's components (carrier, network, site).
 
@@ -425,6 +426,8 @@ class Engine:
             status: How it is doing now.
             scopes: The scopes that depend on it; needed the first time (None there means
                 every scope), kept from then on unless given again.
+            urgent: Switch its scopes at once if it is failing, without waiting for
+                `ModeConfig.enter_after` (for an outage the adapter is sure of).
 
         A component failing long enough (`ModeConfig.enter_after`) switches its scopes to
         resiliency mode; incidents open and resolve with its status.
@@ -432,7 +435,7 @@ class Engine:
         Raises:
             InvalidInput: A bad name, status or scope, or the engine's own ``"servicenow"``.
         """
-        self._continuity.report(name, status, scopes)
+        self._continuity.report(name, status, scopes, urgent=urgent)
 
     async def force_mode(self, scope: str, mode: Mode | None) -> None:
         """Hold a scope in `mode` whatever the health, until released with None."""
@@ -708,6 +711,8 @@ class Engine:
             wait = 3600.0 if not deadlines else max(0.0, min(deadlines) - self._clock.now())
             if wait > 0:
                 await sleep_or_wake(self._clock, wait, self._timer_wake)
+            else:
+                await asyncio.sleep(0)  # never starve the loop, even if a deadline stays due
             try:
                 due = self._router.advance(self._clock.now())
                 await self._carry_out(due + self._continuity.advance())

@@ -18,7 +18,7 @@ import attrs
 
 from .._errors import InvalidInput
 from .._model import check_identifier
-from ._modes import ComponentStatus
+from ._modes import ComponentStatus, describe
 
 __all__ = ["Incident", "IncidentBook", "IncidentChanged", "Severity"]
 
@@ -111,14 +111,14 @@ class IncidentBook:
         severity = _FROM_STATUS[status]
         if current is None:
             incident = self._add(
-                f"{component} is {status.value}", severity, component, frozenset(scopes), now
+                describe(component, status), severity, component, frozenset(scopes), now
             )
             self._by_component[component] = incident.incident_id
             return [IncidentChanged(incident, "opened")]
         incident = self._open[current]
         if _RANK[severity] <= _RANK[incident.severity]:
             return []
-        incident = attrs.evolve(incident, severity=severity, title=f"{component} is {status.value}")
+        incident = attrs.evolve(incident, severity=severity, title=describe(component, status))
         self._open[current] = incident
         return [IncidentChanged(incident, "escalated")]
 

@@ -32,6 +32,12 @@ class ComponentStatus(enum.Enum):
     OUTAGE = "outage"
 
 
+def describe(component: str, status: ComponentStatus) -> str:
+    """A component's status in words: ``"carrier-emea is down"``."""
+    words = {ComponentStatus.OUTAGE: "down"}.get(status, status.value)
+    return f"{component} is {words}"
+
+
 class Mode(enum.Enum):
     """How a scope works: with ServiceNow inline, or riding on the journal."""
 
@@ -230,7 +236,7 @@ class ModeController:
             for component in failing:
                 name = self._name(component)
                 if component.urgent:
-                    return Mode.RESILIENCY, f"{name} is {component.status.value}"
+                    return Mode.RESILIENCY, describe(name, component.status)
                 if now - component.since >= cfg.enter_after:
                     return (
                         Mode.RESILIENCY,

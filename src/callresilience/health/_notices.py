@@ -60,6 +60,8 @@ class NoticeBoard:
         self._waiting: dict[tuple[str, str], _Waiting] = {}
         # (agent, scope) -> the mode the agent was last told about (normal when never told).
         self._told: dict[tuple[str, str], Mode] = {}
+        # notice id -> its agent, for every notice sent and not forgotten by `agent_gone`.
+        self._issued: dict[int, str] = {}
 
     def __repr__(self) -> str:
         return f"<NoticeBoard waiting={len(self._waiting)}>"
@@ -107,12 +109,18 @@ class NoticeBoard:
             del self._waiting[key]
         for key in [k for k in self._told if k[0] == agent_id]:
             del self._told[key]
+        for number in [n for n, a in self._issued.items() if a == agent_id]:
+            del self._issued[number]
 
     def acknowledge(self, agent_id: str, notice_id: int | None = None) -> int:
         """The agent read its delivered notices (or the one `notice_id`); return how many.
 
+        A notice of this agent already acknowledged or forced counts 0, so an adapter may
+        acknowledge whatever the agent clicked.
+
         Raises:
-            InvalidInput: `notice_id` is not a delivered notice of this agent.
+            InvalidInput: `notice_id` was not sent to this agent, or not yet (it waits for
+                the end of the agent's call).
         """
         keys = [
             k
@@ -122,11 +130,16 @@ class NoticeBoard:
             and (notice_id is None or w.notice.notice_id == notice_id)
         ]
         if notice_id is not None and not keys:
-            raise InvalidInput(
-                f"notice_id: {notice_id!r} is not a notice agent {agent_id!r} was sent and has "
-                "not acknowledged; pass the id from Notice.data['notice_id']",
-                field="notice_id",
+            held = any(
+                w.notice.notice_id == notice_id and w.deadline is None
+                for w in self._waiting.values()
             )
+            if held or self._issued.get(notice_id) != agent_id:
+                raise InvalidInput(
+                    f"notice_id: {notice_id!r} is not a notice agent {agent_id!r} was sent; "
+                    "pass the id from the Notice.data['notice_id'] the agent was shown",
+                    field="notice_id",
+                )
         for key in keys:
             del self._waiting[key]
         return len(keys)
@@ -167,5 +180,6 @@ class NoticeBoard:
         waiting = self._waiting[key]
         waiting.deadline = now + self._deadline
         waiting.replaced = None  # superseded by what the agent is told now
+        self._issued[waiting.notice.notice_id] = waiting.notice.agent_id
         self._told[key] = waiting.notice.mode
         return waiting.notice

@@ -582,7 +582,9 @@ class Drainer:
         limit = self._client.rate_limit
         if limit is not None and limit.limit is not None and limit.reset is not None:
             self._bucket.observe_limit(limit.limit, limit.reset.timestamp() - self._clock.time())
-        self._emit_all(breaker.record_success(now))
+        # The client may have moved to the next URL inside the request: the success is that
+        # URL's (a failure stays with the URL the request was meant for).
+        self._emit_all(self.breaker().record_success(now))
         return result
 
     # -- events ------------------------------------------------------------------------------

@@ -123,6 +123,11 @@ class CircuitBreaker:
         return self._state
 
     @property
+    def calls(self) -> int:
+        """How many outcomes the sliding window holds now."""
+        return len(self._outcomes)
+
+    @property
     def failure_rate(self) -> float | None:
         """The failure share of the window, or None before `minimum_calls` calls."""
         if len(self._outcomes) < self.config.minimum_calls:
