@@ -95,7 +95,7 @@ class BreakerStateChanged:
 class CircuitBreaker:
     """The breaker of one endpoint. See the module docstring for the transitions.
 
-    Args:
+    Attributes:
         endpoint: What the breaker guards (a base URL), for events and logs.
         config: The thresholds and waits.
     """

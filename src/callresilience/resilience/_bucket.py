@@ -31,7 +31,7 @@ def _positive(instance: object, attribute: attrs.Attribute[Any], value: float | 
 class TokenBucket:
     """A token bucket for requests to one instance.
 
-    Args:
+    Attributes:
         rate: Requests per second to allow. With `learn` (the default) it is only the
             starting rate.
         burst: How many requests may go at once after a quiet spell.

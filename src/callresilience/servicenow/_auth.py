@@ -83,7 +83,7 @@ def _token_path(instance: object, attribute: attrs.Attribute[Any], value: object
 class BasicAuth:
     """HTTP basic authentication with a ServiceNow user's name and password.
 
-    Args:
+    Attributes:
         username: The integration user's `user_name`.
         password: Its password; never shown in a repr, a log line or an error.
     """
@@ -98,7 +98,7 @@ class BearerToken:
 
     The client cannot renew it: a 401 raises `AuthenticationError` at once.
 
-    Args:
+    Attributes:
         token: The access token; never shown.
     """
 
@@ -109,7 +109,7 @@ class BearerToken:
 class ApiKey:
     """A ServiceNow REST API key (an inbound API key authentication profile).
 
-    Args:
+    Attributes:
         key: The key's token; never shown.
         header: The header that carries it; ServiceNow's default is ``x-sn-apikey``.
     """
@@ -122,7 +122,7 @@ class ApiKey:
 class OAuth2ClientCredentials:
     """OAuth2 with the client credentials grant (an OAuth application user in ServiceNow).
 
-    Args:
+    Attributes:
         client_id: The OAuth application's client id.
         client_secret: Its secret; never shown.
         scope: A scope to ask for, if the application restricts them.
@@ -144,7 +144,7 @@ class OAuth2Password:
     The instance answers with a refresh token too; it is used for later renewals, and the
     password grant is used again if the instance refuses the refresh token.
 
-    Args:
+    Attributes:
         client_id: The OAuth application's client id.
         client_secret: Its secret; never shown.
         username: The integration user's `user_name`.
@@ -167,7 +167,7 @@ class OAuth2Password:
 class OAuth2RefreshToken:
     """OAuth2 from a refresh token obtained elsewhere (the refresh token grant).
 
-    Args:
+    Attributes:
         client_id: The OAuth application's client id.
         client_secret: Its secret; never shown.
         refresh_token: The refresh token; never shown. When the instance sends a new one, the

@@ -20,7 +20,7 @@ class ManualClock:
     moves time forward at once (like trio's MockClock with autojump), which suits code that
     only ever sleeps to pace itself.
 
-    Args:
+    Attributes:
         start: The initial monotonic time.
         epoch: The UNIX time that corresponds to `start`.
         autojump: Jump to the wake-up time as soon as anything sleeps.

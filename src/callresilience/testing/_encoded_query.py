@@ -117,7 +117,7 @@ class OrderBy:
 class EncodedQuery:
     """A parsed encoded query.
 
-    Args:
+    Attributes:
         groups: The `^NQ` groups; a record matches when any group matches. A group is a tuple
             of clauses that must all match; a clause is a tuple of conditions of which one
             must match.

@@ -97,7 +97,7 @@ class RecordedRequest:
 
     No header or body is kept, so no secret ever lands in the log.
 
-    Args:
+    Attributes:
         method: The HTTP method.
         path: The URL path.
         query: The raw query string (percent-encoded, as sent).
@@ -218,7 +218,7 @@ class FakeServiceNow:
     basic auth for `user`/`password`, a bearer token from `/oauth_token.do`, or the
     `x-sn-apikey` header with `api_key`.
 
-    Args:
+    Attributes:
         clock: Where time comes from: record timestamps (`time()`), fault windows, token
             expiry and latency (`now()`, `sleep()`). Use `ManualClock` in tests.
         seed: Seeds the fault draws (`random.Random(seed)`) and, separately, the sys_ids.

@@ -75,7 +75,7 @@ class BlackHole:
 class ServiceUnavailable:
     """Answer 503 with a ServiceNow-style error envelope, before authentication.
 
-    Args:
+    Attributes:
         retry_after: Seconds to put in a `Retry-After` header, or None for no header.
     """
 
@@ -96,7 +96,7 @@ class Latency:
     delay exceeds the client's read timeout gets `httpx.ReadTimeout` in process, and the
     instance still processes (and commits) it when the delay is over, as a real one does.
 
-    Args:
+    Attributes:
         seconds: The fixed part of the delay.
         distribution: `"fixed"`, `"uniform"` or `"exponential"`.
         spread: The width (uniform) or mean (exponential) of the random part.
@@ -140,7 +140,7 @@ class RateLimit:
     the three `X-RateLimit-*` headers too. There is no `X-RateLimit-Remaining`, as on a real
     instance. Denied requests do not count. The schedule's `probability` does not apply.
 
-    Args:
+    Attributes:
         limit: Requests allowed per window.
         per: `"hour"` or `"second"`.
         rule_sys_id: The sys_id of the rule, sent in `X-RateLimit-Rule`.
@@ -165,7 +165,7 @@ class DropResponse:
     This is the ambiguous case: the record exists but the client saw a connection reset. In
     process the transport raises `httpx.RemoteProtocolError`.
 
-    Args:
+    Attributes:
         commit: Set False to drop the connection before the request is processed.
     """
 
@@ -186,7 +186,7 @@ class BrokenOk:
 class TransactionCancelled:
     """Answer 500 "Transaction cancelled: maximum execution time exceeded".
 
-    Args:
+    Attributes:
         commit: Process (and commit) the request first, as has been seen on POST.
     """
 
@@ -232,7 +232,7 @@ def _tables(value: Iterable[str] | None) -> frozenset[str] | None:
 class ScheduledFault:
     """A fault with its window and scope, as returned by `FaultSchedule.add()`.
 
-    Args:
+    Attributes:
         id: A number unique within its schedule.
         fault: What goes wrong.
         start: When it starts, on the fake's monotonic clock (`Clock.now()`).
@@ -273,7 +273,7 @@ class ScheduledFault:
 class Decision:
     """What the faults do to one request.
 
-    Args:
+    Attributes:
         connection: A connection-stage fault, or None.
         instance: An instance-stage fault, or None.
         processing: A processing-stage fault, or None.
@@ -356,7 +356,7 @@ class RateWindow:
 class RateLimitVerdict:
     """The outcome of the rate-limit rules for one request.
 
-    Args:
+    Attributes:
         allowed: Whether the request may proceed.
         rule: The rule that decided (the denying one, else the first match).
         reset: The UNIX time the rule's window ends.
@@ -409,7 +409,7 @@ def rate_limit_step(
 class FaultSchedule:
     """The faults in force, changeable while the fake runs.
 
-    Args:
+    Attributes:
         clock: The fake's clock; `add()` reads it for a window that starts "now".
     """
 
