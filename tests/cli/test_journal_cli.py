@@ -347,6 +347,26 @@ def test_replay_all_dead(path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert EntryState.DEAD not in states(path).values()
 
 
+def test_replay_all_dead_reads_every_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--all-dead reads the dead entries page by page before replaying any."""
+    file = tmp_path / "j.db"
+
+    async def fill() -> None:
+        async with SqliteJournal(file) as store:
+            intents = [Intent(f"c{n}", "create", {"n": n}, f"c{n}:x") for n in range(5)]
+            await store.append(intents, T0)
+            for entry in await store.claim("w", T0, 10, 60.0):
+                await store.kill(entry.entry_id, "w", T0, "refused")
+
+    asyncio.run(fill())
+    monkeypatch.setattr(_journal, "_PAGE", 2)
+    assert journal("replay", "--all-dead", "--journal", str(file)) == 0
+    assert "5 entries replayed" in capsys.readouterr().out
+    assert set(states(file).values()) == {EntryState.PENDING}
+
+
 def test_replay_all_dead_with_none_dead(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--all-dead with nothing dead replays nothing and succeeds."""
     assert journal("replay", "--all-dead", "--journal", str(path)) == 0
@@ -397,10 +417,11 @@ def test_replay_reports_an_entry_that_changed_meanwhile(
     assert f"entry {dead_id}: not replayed" in capsys.readouterr().out
 
 
-def test_entry_ids_must_be_positive_numbers(path: Path) -> None:
-    """A non-numeric entry id is refused by the parser."""
+@pytest.mark.parametrize("argv", [["replay", "x1"], ["replay", "0"], ["list", "--limit", "0"]])
+def test_ids_and_limits_must_be_positive_numbers(path: Path, argv: list[str]) -> None:
+    """A non-numeric or zero entry id or limit is refused by the parser."""
     with pytest.raises(SystemExit) as exit_:
-        journal("replay", "x1", "--journal", str(path))
+        journal(*argv, "--journal", str(path))
     assert exit_.value.code == 2
 
 

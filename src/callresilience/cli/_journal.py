@@ -42,6 +42,7 @@ _PHONE_RE: Final = re.compile(r"\+[0-9]{7,15}")
 _DURATION_RE: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhdw])")
 _UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PAYLOAD_WIDTH: Final = 60
+_PAGE = 500  # dead entries read per query by --all-dead
 
 Action = Callable[[SqliteJournal, argparse.Namespace, float, TextIO], Awaitable[int]]
 
@@ -302,9 +303,9 @@ async def _all_dead_ids(journal: SqliteJournal) -> list[int]:
     """Every dead entry's id, read before replaying any (a replayed entry may die again)."""
     ids: list[int] = []
     while True:
-        page = await journal.list(state=EntryState.DEAD, limit=500, offset=len(ids))
+        page = await journal.list(state=EntryState.DEAD, limit=_PAGE, offset=len(ids))
         ids += [entry.entry_id for entry in page]
-        if len(page) < 500:
+        if len(page) < _PAGE:
             return ids
 
 
