@@ -144,6 +144,41 @@ async def test_healthy_instance_gets_each_record_once_in_call_order(rig: Rig) ->
 
 
 @pytest.mark.anyio
+async def test_an_update_folded_into_its_create_is_one_post_and_no_patch(rig: Rig) -> None:
+    """The close appended before the Interaction ran goes out in its POST; no PATCH follows."""
+    await rig.append_call("c1")
+    await rig.drain()
+    assert_once(rig, "c1")
+    (interaction,) = rig.records("interaction", "correlation_id", "c1")
+    assert interaction["sys_mod_count"] == "0"  # created closed, never updated
+    assert [(r.method, r.table) for r in rig.fake.requests] == [
+        ("POST", "sn_openframe_phone_log"),
+        ("POST", "interaction"),
+    ]
+    closed = next(e for e in rig.events if isinstance(e, RecordWritten) and e.key == "c1:end")
+    assert (closed.kind, closed.name, closed.sys_id) == (
+        "update",
+        "interaction",
+        interaction["sys_id"],
+    )
+
+
+@pytest.mark.anyio
+async def test_an_update_appended_after_its_create_ran_is_a_patch(rig: Rig) -> None:
+    """Once the create was claimed, its update is sent on its own, after it."""
+    await rig.append_call("c1")
+    await rig.drain()
+    await rig.store.append(
+        [update_intent("c1", "reopen", "interaction", "interaction", {"state": "new"})],
+        rig.clock.time(),
+    )
+    await rig.drain()
+    (interaction,) = rig.records("interaction", "correlation_id", "c1")
+    assert (interaction["state"], interaction["sys_mod_count"]) == ("new", "1")
+    assert rig.fake.requests[-1].method == "PATCH"
+
+
+@pytest.mark.anyio
 async def test_lost_response_after_commit_is_adopted_not_repeated(rig: Rig) -> None:
     """The instance commits and the answer is lost: the lookup finds it; no second record."""
     rig.fake.faults.add(DropResponse(), methods={"POST"}, duration=1.0)
@@ -183,6 +218,10 @@ async def test_outage_opens_the_breaker_and_nothing_is_sent_while_open(rig: Rig)
     assert await rig.drainer.drain_once() == 0
     assert len(rig.fake.requests) == sent
     rig.fake.faults.remove(outage)
+    # As the background loop does: no entry runs until open_wait is over and a probe passed
+    # (draining right away could finish every call, folded to two requests, before that).
+    rig.clock.advance(CONFIG.breaker.open_wait)
+    await rig.drainer._probe(rig.drainer.breaker())
     await rig.drain(rounds=200)
     for n in range(5):
         assert_once(rig, f"c{n}")

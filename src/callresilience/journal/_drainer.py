@@ -19,7 +19,8 @@ before posting again after an ambiguous failure. The drainer adds what a single 
 
 Entries are operations on tables, described by their payload (see `create_intent` and
 `update_intent`). A value ``{"$ref": "name"}`` in a payload stands for the sys_id that an
-earlier entry of the same call stored under ``name``.
+earlier entry of the same call stored under ``name``. An update the store folded into its
+create (see `_fold`) is written by the create's POST and reported with it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from ..resilience import (
 from ..servicenow import Query, ServiceNowClient
 from ..servicenow._classify import may_still_run
 from ._errors import LeaseLost
+from ._fold import CREATE, FOLDED, UPDATE
 from ._store import JournalStore
 from ._types import Entry, Intent, check_groups
 
@@ -71,8 +73,6 @@ __all__ = [
 
 log = logging.getLogger("callresilience.journal")
 
-CREATE: Final = "create"
-UPDATE: Final = "update"
 # How `last_error` tells the next attempt that an earlier one may have written: "ambiguous"
 # (the instance answered, so a lookup is authoritative), "ambiguous since <time>" (the request
 # may still be running until the settle time has passed), or the store's note that a lease ran
@@ -476,6 +476,9 @@ class Drainer:
                 results={written_name(entry): written.sys_id} if entry.kind == CREATE else None,
             )
             self._emit(written)
+            for key in entry.payload.get(FOLDED, ()) if entry.kind == CREATE else ():
+                # Updates folded into the create were written with it.
+                self._emit(attrs.evolve(written, key=str(key), kind=UPDATE, adopted=False))
 
     async def _execute(self, entry: Entry) -> RecordWritten:
         """Send the entry's request(s), with quick retries in process; return what was written."""

@@ -38,6 +38,7 @@ from .._errors import InvalidInput
 from .._model import check_identifier
 from . import _rules
 from ._errors import JournalError
+from ._fold import create_key, fold, folded_result, open_create
 from ._types import (
     Entry,
     EntryState,
@@ -325,21 +326,26 @@ class SqliteJournal:
             "WHERE call_id = ?",
             (intent.call_id,),
         ).fetchone()
+        into = self._fold(conn, intent)
+        state = EntryState.PENDING if into is None else EntryState.DONE
+        result = None if into is None else folded_result(into)
         cursor = conn.execute(
             "INSERT INTO entries (call_id, seq, kind, payload, key, state, head, attempts, "
-            "next_attempt, created, updated, grp) "
-            "VALUES (?, ?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?, ?)",
+            "next_attempt, created, updated, grp, result) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
             (
                 intent.call_id,
                 last + 1,
                 intent.kind,
                 intent.payload_json,
                 intent.key,
-                int(still_open == 0),
+                state.value,
+                int(still_open == 0 and into is None),
                 now,
                 now,
                 now,
                 intent.group,
+                result,
             ),
         )
         entry_id = cursor.lastrowid
@@ -352,7 +358,7 @@ class SqliteJournal:
             kind=intent.kind,
             payload=json.loads(intent.payload_json),
             key=intent.key,
-            state=EntryState.PENDING,
+            state=state,
             attempts=0,
             next_attempt=now,
             lease_owner=None,
@@ -360,9 +366,33 @@ class SqliteJournal:
             last_error=None,
             created=now,
             updated=now,
-            result=None,
+            result=None if result is None else json.loads(result),
             group=intent.group,
         )
+
+    def _fold(self, conn: sqlite3.Connection, intent: Intent) -> str | None:
+        """Fold an update into its record's unclaimed create; return the create's key if so."""
+        key = create_key(intent)
+        if key is None:
+            return None
+        row = conn.execute(
+            "SELECT call_id, seq, kind, payload, state, attempts, last_error, grp FROM entries "
+            "WHERE key = ?",
+            (key,),
+        ).fetchone()
+        if row is None or row[0] != intent.call_id or row[7] != intent.group:
+            return None
+        if not open_create(row[2], EntryState(row[4]), row[5], row[6]):
+            return None
+        between = conn.execute(
+            "SELECT kind, payload FROM entries WHERE call_id = ? AND seq > ? AND state != 'done'",
+            (intent.call_id, row[1]),
+        ).fetchall()
+        payload = fold(json.loads(row[3]), intent, between)
+        if payload is None:
+            return None
+        conn.execute("UPDATE entries SET payload = ? WHERE key = ?", (payload, key))
+        return key
 
     def _write_appends(
         self, requests: builtins.list[tuple[builtins.list[Intent], float]]
@@ -424,10 +454,12 @@ class SqliteJournal:
                 "WHERE entry_id = ?",
                 (result_json, now, entry_id),
             )
-            # Every earlier entry of the call is done, so the next one becomes claimable.
+            # Every earlier entry of the call is done, so the next one not done yet (folded
+            # updates are) becomes claimable.
             conn.execute(
                 "UPDATE entries SET head = 1 WHERE entry_id = (SELECT entry_id FROM entries "
-                "WHERE call_id = ? AND seq > ? ORDER BY seq LIMIT 1) AND state = 'pending'",
+                "WHERE call_id = ? AND seq > ? AND state != 'done' ORDER BY seq LIMIT 1) "
+                "AND state = 'pending'",
                 (entry.call_id, entry.seq),
             )
             if results:
