@@ -18,6 +18,7 @@ from callresilience.journal import (
     create_intent,
     update_intent,
 )
+from callresilience.journal import _drainer as drainer_module
 from callresilience.resilience import BreakerConfig, BreakerState, BreakerStateChanged
 from callresilience.servicenow import BasicAuth, ServiceNowClient
 from callresilience.testing import (
@@ -176,6 +177,45 @@ async def test_an_update_appended_after_its_create_ran_is_a_patch(rig: Rig) -> N
     (interaction,) = rig.records("interaction", "correlation_id", "c1")
     assert (interaction["state"], interaction["sys_mod_count"]) == ("new", "1")
     assert rig.fake.requests[-1].method == "PATCH"
+
+
+@pytest.mark.anyio
+async def test_call_results_are_read_from_the_store_only_when_not_known(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drainer reuses the sys_ids it stored; a new one reads them from the journal."""
+    reads: list[str] = []
+    real = rig.store.call_results
+
+    async def counted(call_id: str) -> dict[str, str]:
+        reads.append(call_id)
+        return await real(call_id)
+
+    monkeypatch.setattr(rig.store, "call_results", counted)
+    await rig.append_call("c1")
+    await rig.drain()
+    assert reads == []
+    reopen = update_intent("c1", "reopen", "interaction", "interaction", {"state": "new"})
+    await rig.store.append([reopen], rig.clock.time())
+    rig.drainer = Drainer(rig.store, rig.client, CONFIG, clock=rig.clock, owner="w2")
+    await rig.drain()
+    assert reads == ["c1"]
+    (interaction,) = rig.records("interaction", "correlation_id", "c1")
+    assert interaction["state"] == "new"
+
+
+@pytest.mark.anyio
+async def test_the_drainer_keeps_the_results_of_a_bounded_number_of_calls(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the bound the oldest call's results are forgotten (and read again if needed)."""
+    monkeypatch.setattr(drainer_module, "_KNOWN_CALLS", 2)
+    for n in range(3):
+        await rig.append_call(f"c{n}")
+    await rig.drain()
+    assert list(rig.drainer._known) == ["c1", "c2"]
+    for n in range(3):
+        assert_once(rig, f"c{n}")
 
 
 @pytest.mark.anyio

@@ -79,6 +79,7 @@ async def test_a_claimed_create_is_never_folded_into(store: JournalStore) -> Non
     "later",
     [
         pytest.param(update("x", state={"$ref": "phone_log"}), id="a $ref"),
+        pytest.param(update("x", docs=[{"$ref": "phone_log"}]), id="a $ref in a list"),
         pytest.param(update("x", correlation_id="other"), id="the correlation field"),
         pytest.param(update("x", target="phone_log", state="x"), id="another record"),
         pytest.param(update("x", call_id="c3", state="x"), id="a create of another call"),
