@@ -18,6 +18,7 @@ from callresilience.journal import (
     create_intent,
     update_intent,
 )
+from callresilience.journal import _drainer as drainer_module
 from callresilience.resilience import BreakerConfig, BreakerState, BreakerStateChanged
 from callresilience.servicenow import BasicAuth, ServiceNowClient
 from callresilience.testing import (
@@ -144,6 +145,80 @@ async def test_healthy_instance_gets_each_record_once_in_call_order(rig: Rig) ->
 
 
 @pytest.mark.anyio
+async def test_an_update_folded_into_its_create_is_one_post_and_no_patch(rig: Rig) -> None:
+    """The close appended before the Interaction ran goes out in its POST; no PATCH follows."""
+    await rig.append_call("c1")
+    await rig.drain()
+    assert_once(rig, "c1")
+    (interaction,) = rig.records("interaction", "correlation_id", "c1")
+    assert interaction["sys_mod_count"] == "0"  # created closed, never updated
+    assert [(r.method, r.table) for r in rig.fake.requests] == [
+        ("POST", "sn_openframe_phone_log"),
+        ("POST", "interaction"),
+    ]
+    closed = next(e for e in rig.events if isinstance(e, RecordWritten) and e.key == "c1:end")
+    assert (closed.kind, closed.name, closed.sys_id) == (
+        "update",
+        "interaction",
+        interaction["sys_id"],
+    )
+
+
+@pytest.mark.anyio
+async def test_an_update_appended_after_its_create_ran_is_a_patch(rig: Rig) -> None:
+    """Once the create was claimed, its update is sent on its own, after it."""
+    await rig.append_call("c1")
+    await rig.drain()
+    await rig.store.append(
+        [update_intent("c1", "reopen", "interaction", "interaction", {"state": "new"})],
+        rig.clock.time(),
+    )
+    await rig.drain()
+    (interaction,) = rig.records("interaction", "correlation_id", "c1")
+    assert (interaction["state"], interaction["sys_mod_count"]) == ("new", "1")
+    assert rig.fake.requests[-1].method == "PATCH"
+
+
+@pytest.mark.anyio
+async def test_call_results_are_read_from_the_store_only_when_not_known(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drainer reuses the sys_ids it stored; a new one reads them from the journal."""
+    reads: list[str] = []
+    real = rig.store.call_results
+
+    async def counted(call_id: str) -> dict[str, str]:
+        reads.append(call_id)
+        return await real(call_id)
+
+    monkeypatch.setattr(rig.store, "call_results", counted)
+    await rig.append_call("c1")
+    await rig.drain()
+    assert reads == []
+    reopen = update_intent("c1", "reopen", "interaction", "interaction", {"state": "new"})
+    await rig.store.append([reopen], rig.clock.time())
+    rig.drainer = Drainer(rig.store, rig.client, CONFIG, clock=rig.clock, owner="w2")
+    await rig.drain()
+    assert reads == ["c1"]
+    (interaction,) = rig.records("interaction", "correlation_id", "c1")
+    assert interaction["state"] == "new"
+
+
+@pytest.mark.anyio
+async def test_the_drainer_keeps_the_results_of_a_bounded_number_of_calls(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the bound the oldest call's results are forgotten (and read again if needed)."""
+    monkeypatch.setattr(drainer_module, "_KNOWN_CALLS", 2)
+    for n in range(3):
+        await rig.append_call(f"c{n}")
+    await rig.drain()
+    assert list(rig.drainer._known) == ["c1", "c2"]
+    for n in range(3):
+        assert_once(rig, f"c{n}")
+
+
+@pytest.mark.anyio
 async def test_lost_response_after_commit_is_adopted_not_repeated(rig: Rig) -> None:
     """The instance commits and the answer is lost: the lookup finds it; no second record."""
     rig.fake.faults.add(DropResponse(), methods={"POST"}, duration=1.0)
@@ -183,6 +258,10 @@ async def test_outage_opens_the_breaker_and_nothing_is_sent_while_open(rig: Rig)
     assert await rig.drainer.drain_once() == 0
     assert len(rig.fake.requests) == sent
     rig.fake.faults.remove(outage)
+    # As the background loop does: no entry runs until open_wait is over and a probe passed
+    # (draining right away could finish every call, folded to two requests, before that).
+    rig.clock.advance(CONFIG.breaker.open_wait)
+    await rig.drainer._probe(rig.drainer.breaker())
     await rig.drain(rounds=200)
     for n in range(5):
         assert_once(rig, f"c{n}")

@@ -14,11 +14,14 @@ import pytest
 
 from callresilience import InvalidInput
 from callresilience.journal import (
+    Entry,
     EntryState,
     Intent,
+    JournalClosed,
     JournalError,
     LeaseLost,
     SqliteJournal,
+    UnknownEntry,
 )
 from callresilience.journal._sqlite import CLAIM_SQL, SCHEMA_VERSION
 
@@ -245,6 +248,85 @@ async def test_a_failed_commit_fails_its_callers_only(
         assert await journal.list() == []
         (entry,) = await journal.append([intent("c1", "a")], T0)
         assert entry.seq == 1
+
+
+async def test_concurrent_finishes_share_one_relaxed_commit(tmp_path: Path) -> None:
+    """Completes, retries and kills arriving together are one transaction, each answered."""
+    async with SqliteJournal(tmp_path / "j.db", batch_window=0) as journal:
+        await journal.append([intent(f"c{n}", "a") for n in range(6)], T0)
+        entries = await journal.claim("w", T0, 6, 30)
+        before = journal.commits
+        done = await asyncio.gather(
+            *(journal.complete(e.entry_id, "w", T0 + 1, {"n": 1}, {"x": "y"}) for e in entries[:4]),
+            journal.retry(entries[4].entry_id, "w", T0 + 1, T0 + 9, "later"),
+            journal.kill(entries[5].entry_id, "w", T0 + 1, "no"),
+        )
+        assert journal.commits == before + 1
+        assert [e.state for e in done] == [EntryState.DONE] * 4 + [
+            EntryState.PENDING,
+            EntryState.DEAD,
+        ]
+        assert done == [await journal.get(e.entry_id) for e in entries]
+        assert await journal.call_results("c0") == {"x": "y"}
+
+
+async def test_a_lost_lease_in_a_batch_of_finishes_fails_only_its_caller(tmp_path: Path) -> None:
+    """One refused finish raises for its caller; the others of the batch are committed."""
+    async with SqliteJournal(tmp_path / "j.db", batch_window=0) as journal:
+        await journal.append([intent("c1", "a"), intent("c2", "a")], T0)
+        first, second = await journal.claim("w", T0, 2, 30)
+        results = await asyncio.gather(
+            journal.complete(first.entry_id, "thief", T0 + 1),
+            journal.complete(second.entry_id, "w", T0 + 1),
+            journal.complete(999, "w", T0 + 1),
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], LeaseLost)
+        assert isinstance(results[1], Entry)
+        assert isinstance(results[2], UnknownEntry)
+        assert (await journal.get(first.entry_id)).state is EntryState.IN_FLIGHT
+        assert (await journal.get(second.entry_id)).state is EntryState.DONE
+
+
+async def test_a_failed_commit_of_finishes_fails_them_all_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write error in a batch of finishes reaches every caller; the entries stay in flight."""
+    async with SqliteJournal(tmp_path / "j.db", batch_window=0) as journal:
+        await journal.append([intent("c1", "a"), intent("c2", "a")], T0)
+        entries = await journal.claim("w", T0, 2, 30)
+        real = journal._kill
+
+        def broken(*args: object) -> object:
+            real(*args)  # type: ignore[arg-type]
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(journal, "_kill", broken)
+        results = await asyncio.gather(
+            journal.complete(entries[0].entry_id, "w", T0 + 1),
+            journal.kill(entries[1].entry_id, "w", T0 + 1, "no"),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, sqlite3.OperationalError) for r in results)
+        assert {e.state for e in await journal.list()} == {EntryState.IN_FLIGHT}
+
+
+async def test_a_finish_cancelled_before_its_batch_is_skipped(tmp_path: Path) -> None:
+    """A caller cancelled while queued leaves its entry in flight; close waits for the rest."""
+    journal = SqliteJournal(tmp_path / "j.db", batch_window=0)
+    await journal.append([intent("c1", "a"), intent("c2", "a")], T0)
+    first, second = await journal.claim("w", T0, 2, 30)
+    doomed = asyncio.ensure_future(journal.complete(first.entry_id, "w", T0 + 1))
+    kept = asyncio.ensure_future(journal.complete(second.entry_id, "w", T0 + 1))
+    await asyncio.sleep(0)
+    doomed.cancel()
+    await journal.close()
+    assert doomed.cancelled()
+    assert (await kept).state is EntryState.DONE
+    with pytest.raises(JournalClosed):
+        await journal.complete(first.entry_id, "w", T0 + 2)
+    async with SqliteJournal(tmp_path / "j.db") as reopened:
+        assert (await reopened.get(first.entry_id)).state is EntryState.IN_FLIGHT
 
 
 async def test_close_commits_queued_appends(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ before posting again after an ambiguous failure. The drainer adds what a single 
 
 Entries are operations on tables, described by their payload (see `create_intent` and
 `update_intent`). A value ``{"$ref": "name"}`` in a payload stands for the sys_id that an
-earlier entry of the same call stored under ``name``.
+earlier entry of the same call stored under ``name``. An update the store folded into its
+create (see `_fold`) is written by the create's POST and reported with it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from ..resilience import (
 from ..servicenow import Query, ServiceNowClient
 from ..servicenow._classify import may_still_run
 from ._errors import LeaseLost
+from ._fold import CREATE, FOLDED, UPDATE
 from ._store import JournalStore
 from ._types import Entry, Intent, check_groups
 
@@ -71,8 +73,6 @@ __all__ = [
 
 log = logging.getLogger("callresilience.journal")
 
-CREATE: Final = "create"
-UPDATE: Final = "update"
 # How `last_error` tells the next attempt that an earlier one may have written: "ambiguous"
 # (the instance answered, so a lookup is authoritative), "ambiguous since <time>" (the request
 # may still be running until the settle time has passed), or the store's note that a lease ran
@@ -80,6 +80,8 @@ UPDATE: Final = "update"
 _AMBIGUOUS: Final = "ambiguous"
 _AMBIGUOUS_MARK: Final = "ambiguous since "
 _TAKEOVER: Final = "lease of "
+#: How many calls' results the drainer keeps at most.
+_KNOWN_CALLS: Final = 4096
 
 
 def create_intent(
@@ -275,6 +277,9 @@ class Drainer:
         self._rng = rng or random.Random()
         self._owner = owner or f"drainer-{uuid.uuid4().hex[:12]}"
         self._breakers: dict[str, CircuitBreaker] = {}
+        # Results of the calls whose entries this drainer ran lately, oldest first: the next
+        # entry of a call usually needs only what the previous one stored.
+        self._known: dict[str, dict[str, str]] = {}
         self._bucket = TokenBucket(rate=self._config.rate, learn=self._config.learn_rate)
         self._slots = asyncio.Semaphore(self._config.concurrency)
         self._wake = asyncio.Event()
@@ -468,20 +473,26 @@ class Drainer:
                 note = f"{(entry.last_error or '').split(': ', 1)[0]}: {note}"
             await store.retry(entry.entry_id, owner, now, now + wait, note)
         else:
+            results = {written_name(entry): written.sys_id} if entry.kind == CREATE else None
             await store.complete(
                 entry.entry_id,
                 owner,
                 clock.time(),
                 result={"sys_id": written.sys_id, "adopted": written.adopted},
-                results={written_name(entry): written.sys_id} if entry.kind == CREATE else None,
+                results=results,
             )
+            if results:
+                self._remember(entry.call_id, results)
             self._emit(written)
+            for key in entry.payload.get(FOLDED, ()) if entry.kind == CREATE else ():
+                # Updates folded into the create were written with it.
+                self._emit(attrs.evolve(written, key=str(key), kind=UPDATE, adopted=False))
 
     async def _execute(self, entry: Entry) -> RecordWritten:
         """Send the entry's request(s), with quick retries in process; return what was written."""
         payload = entry.payload
         table = str(payload.get("table", ""))
-        results = await self._store.call_results(entry.call_id)
+        results = await self._call_results(entry)
         fields = _resolve(payload.get("fields", {}), results, entry)
 
         async def once() -> RecordWritten:
@@ -516,6 +527,26 @@ class Drainer:
                 with attempt:
                     return await once()
         raise AssertionError("retrying() ends with a result or an error")  # pragma: no cover
+
+    async def _call_results(self, entry: Entry) -> Mapping[str, str]:
+        """The call's results the entry needs: from what this drainer stored, else the store."""
+        needed = _refs(entry.payload.get("fields", {}))
+        if entry.kind == UPDATE:
+            needed.add(str(entry.payload.get("target", "")))
+        if not needed:
+            return {}
+        known = self._known.get(entry.call_id, {})
+        if needed <= known.keys():
+            return known
+        results = await self._store.call_results(entry.call_id)
+        self._remember(entry.call_id, results)
+        return results
+
+    def _remember(self, call_id: str, results: Mapping[str, str]) -> None:
+        """Keep a call's results (stored by done entries, so they never change) for later."""
+        self._known.setdefault(call_id, {}).update(results)
+        if len(self._known) > _KNOWN_CALLS:
+            del self._known[next(iter(self._known))]
 
     async def _create(self, entry: Entry, table: str, fields: dict[str, Any]) -> RecordWritten:
         field, value = (str(part) for part in entry.payload.get("correlation", ("", "")))
@@ -635,6 +666,17 @@ def _ambiguous_since(entry: Entry) -> float | None:
         return float(stamp)
     except ValueError:
         return None
+
+
+def _refs(value: Any) -> set[str]:
+    """The names that ``{"$ref": name}`` placeholders in `value` refer to."""
+    if isinstance(value, Mapping):
+        if set(value) == {"$ref"}:
+            return {str(value["$ref"])}
+        return set().union(*(_refs(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_refs(v) for v in value))
+    return set()
 
 
 def _resolve(value: Any, results: Mapping[str, str], entry: Entry) -> Any:

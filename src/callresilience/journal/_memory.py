@@ -16,6 +16,7 @@ import attrs
 
 from .._model import check_identifier
 from . import _rules
+from ._fold import create_key, fold, folded_result, open_create
 from ._types import (
     Entry,
     EntryState,
@@ -143,6 +144,7 @@ class MemoryJournal:
                 continue
             call = self._calls.setdefault(intent.call_id, _Call())
             seq = self._rows[call.ids[-1]].seq + 1 if call.ids else 1
+            into = self._fold(call, intent)
             row = _Row(
                 entry_id=self._next_id,
                 call_id=intent.call_id,
@@ -150,22 +152,49 @@ class MemoryJournal:
                 kind=intent.kind,
                 payload=intent.payload_json,
                 key=intent.key,
-                state=EntryState.PENDING,
+                state=EntryState.PENDING if into is None else EntryState.DONE,
                 next_attempt=now,
                 created=now,
                 updated=now,
                 head=False,
                 group=intent.group,
+                result=None if into is None else folded_result(into),
             )
             self._next_id += 1
             self._rows[row.entry_id] = row
             self._keys[row.key] = row.entry_id
             call.ids.append(row.entry_id)
-            if call.open == 0:
-                self._make_head(row)
-            call.open += 1
+            if into is None:
+                if call.open == 0:
+                    self._make_head(row)
+                call.open += 1
             out.append(row.entry())
         return out
+
+    def _fold(self, call: _Call, intent: Intent) -> str | None:
+        """Fold an update into its record's unclaimed create; return the create's key if so."""
+        key = create_key(intent)
+        entry_id = None if key is None else self._keys.get(key)
+        if entry_id is None:
+            return None
+        create = self._rows[entry_id]
+        if (
+            create.call_id != intent.call_id
+            or create.group != intent.group
+            or not open_create(create.kind, create.state, create.attempts, create.last_error)
+        ):
+            return None
+        later = call.ids[call.ids.index(entry_id) + 1 :]
+        between = [
+            (r.kind, r.payload)
+            for r in map(self._rows.__getitem__, later)
+            if r.state is not EntryState.DONE
+        ]
+        payload = fold(json.loads(create.payload), intent, between)
+        if payload is None:
+            return None
+        create.payload = payload
+        return create.key
 
     async def claim(
         self,
@@ -253,9 +282,11 @@ class MemoryJournal:
         call = self._calls[row.call_id]
         call.open -= 1
         call.results.update(merged)
-        position = call.ids.index(row.entry_id)
-        if position + 1 < len(call.ids):
-            self._make_head(self._rows[call.ids[position + 1]])
+        # The next entry not done yet becomes claimable (folded updates are done already).
+        for later in call.ids[call.ids.index(row.entry_id) + 1 :]:
+            if self._rows[later].state is not EntryState.DONE:
+                self._make_head(self._rows[later])
+                break
         return row.entry()
 
     async def retry(

@@ -1,4 +1,4 @@
-"""The SQLite journal: one local file, WAL, group-committed appends.
+"""The SQLite journal: one local file, WAL, group-committed appends and finishes.
 
 Every SQLite call runs on one dedicated worker thread, reached with `run_in_executor`. That is
 a stdlib thread hop instead of the aiosqlite dependency: group commit needs control of the
@@ -8,7 +8,9 @@ loop only queues appends and hands batches over; it never waits on the disk.
 Appends are group-committed: concurrent `append` calls queue, and one writer task flushes the
 queue in a single transaction once the oldest request has waited `batch_window` seconds (or at
 once when `max_batch` intents are queued, or when the previous commit took that long already).
-Each caller resumes only after the commit, so an append that returned is on disk. With
+Each caller resumes only after the commit, so an append that returned is on disk. Completes,
+retries and kills are grouped too, without a window: those queued while the worker thread is
+busy share its next transaction. With
 ``synchronous=FULL`` a commit survives a power cut; with ``NORMAL`` it survives a crash of the
 process but the last commits may be lost on a power cut.
 
@@ -38,6 +40,7 @@ from .._errors import InvalidInput
 from .._model import check_identifier
 from . import _rules
 from ._errors import JournalError
+from ._fold import create_key, fold, folded_result, open_create
 from ._types import (
     Entry,
     EntryState,
@@ -145,6 +148,13 @@ def _entry(row: tuple[Any, ...]) -> Entry:
     )
 
 
+def _landed(entry: Entry, state: EntryState, now: float, **changes: Any) -> Entry:
+    """The entry as a finish leaves it: in `state` since `now`, out of anyone's lease."""
+    return attrs.evolve(
+        entry, state=state, lease_owner=None, lease_until=None, updated=now, **changes
+    )
+
+
 def _connect(path: str, synchronous: Synchronous) -> sqlite3.Connection:
     """Open the file and bring its schema up to date (on the worker thread)."""
     # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
@@ -194,6 +204,15 @@ class _Append:
     now: float
     queued: float
     future: asyncio.Future[builtins.list[Entry]]
+
+
+@attrs.define
+class _Finish:
+    """One caller's complete, retry or kill, waiting for the commit that carries it."""
+
+    operation: str
+    args: tuple[Any, ...]
+    future: asyncio.Future[Entry]
 
 
 class SqliteJournal:
@@ -249,6 +268,8 @@ class SqliteJournal:
         self._queue: collections.deque[_Append] = collections.deque()
         self._queued = 0
         self._flusher: asyncio.Task[None] | None = None
+        self._finishes: builtins.list[_Finish] = []
+        self._finisher: asyncio.Task[None] | None = None
         # Replaced with each new writer task, so a store may outlive one event loop.
         self._wake = asyncio.Event()
         self._commits = 0
@@ -325,21 +346,26 @@ class SqliteJournal:
             "WHERE call_id = ?",
             (intent.call_id,),
         ).fetchone()
+        into = self._fold(conn, intent)
+        state = EntryState.PENDING if into is None else EntryState.DONE
+        result = None if into is None else folded_result(into)
         cursor = conn.execute(
             "INSERT INTO entries (call_id, seq, kind, payload, key, state, head, attempts, "
-            "next_attempt, created, updated, grp) "
-            "VALUES (?, ?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?, ?)",
+            "next_attempt, created, updated, grp, result) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
             (
                 intent.call_id,
                 last + 1,
                 intent.kind,
                 intent.payload_json,
                 intent.key,
-                int(still_open == 0),
+                state.value,
+                int(still_open == 0 and into is None),
                 now,
                 now,
                 now,
                 intent.group,
+                result,
             ),
         )
         entry_id = cursor.lastrowid
@@ -352,7 +378,7 @@ class SqliteJournal:
             kind=intent.kind,
             payload=json.loads(intent.payload_json),
             key=intent.key,
-            state=EntryState.PENDING,
+            state=state,
             attempts=0,
             next_attempt=now,
             lease_owner=None,
@@ -360,9 +386,33 @@ class SqliteJournal:
             last_error=None,
             created=now,
             updated=now,
-            result=None,
+            result=None if result is None else json.loads(result),
             group=intent.group,
         )
+
+    def _fold(self, conn: sqlite3.Connection, intent: Intent) -> str | None:
+        """Fold an update into its record's unclaimed create; return the create's key if so."""
+        key = create_key(intent)
+        if key is None:
+            return None
+        row = conn.execute(
+            "SELECT call_id, seq, kind, payload, state, attempts, last_error, grp FROM entries "
+            "WHERE key = ?",
+            (key,),
+        ).fetchone()
+        if row is None or row[0] != intent.call_id or row[7] != intent.group:
+            return None
+        if not open_create(row[2], EntryState(row[4]), row[5], row[6]):
+            return None
+        between = conn.execute(
+            "SELECT kind, payload FROM entries WHERE call_id = ? AND seq > ? AND state != 'done'",
+            (intent.call_id, row[1]),
+        ).fetchall()
+        payload = fold(json.loads(row[3]), intent, between)
+        if payload is None:
+            return None
+        conn.execute("UPDATE entries SET payload = ? WHERE key = ?", (payload, key))
+        return key
 
     def _write_appends(
         self, requests: builtins.list[tuple[builtins.list[Intent], float]]
@@ -408,6 +458,28 @@ class SqliteJournal:
         _rules.require_lease(operation, entry_id, owner, entry.state, entry.lease_owner)
         return entry
 
+    def _write_finishes(
+        self, finishes: builtins.list[tuple[str, tuple[Any, ...]]]
+    ) -> builtins.list[Entry | JournalError]:
+        """Run complete, retry and kill requests in one relaxed transaction, in order.
+
+        Each returns its entry, or the `JournalError` (`LeaseLost`, `UnknownEntry`) it raised
+        before changing anything; any other error undoes the whole batch.
+        """
+        steps: dict[str, Callable[..., Entry]] = {
+            "complete": self._complete,
+            "retry": self._retry,
+            "kill": self._kill,
+        }
+        outcomes: builtins.list[Entry | JournalError] = []
+        with self._transaction(relaxed=True):
+            for operation, args in finishes:
+                try:
+                    outcomes.append(steps[operation](*args))
+                except JournalError as error:
+                    outcomes.append(error)
+        return outcomes
+
     def _complete(
         self,
         entry_id: int,
@@ -416,53 +488,54 @@ class SqliteJournal:
         result_json: str | None,
         results: dict[str, str],
     ) -> Entry:
-        with self._transaction(relaxed=True) as conn:
-            entry = self._leased(conn, "complete", entry_id, owner)
+        conn = self._conn
+        entry = self._leased(conn, "complete", entry_id, owner)
+        conn.execute(
+            "UPDATE entries SET state = 'done', head = 0, lease_owner = NULL, "
+            "lease_until = NULL, last_error = NULL, result = ?, updated = ? "
+            "WHERE entry_id = ?",
+            (result_json, now, entry_id),
+        )
+        # Every earlier entry of the call is done, so the next one not done yet (folded
+        # updates are) becomes claimable.
+        conn.execute(
+            "UPDATE entries SET head = 1 WHERE entry_id = (SELECT entry_id FROM entries "
+            "WHERE call_id = ? AND seq > ? AND state != 'done' ORDER BY seq LIMIT 1) "
+            "AND state = 'pending'",
+            (entry.call_id, entry.seq),
+        )
+        if results:
+            row = conn.execute(
+                "SELECT results FROM calls WHERE call_id = ?", (entry.call_id,)
+            ).fetchone()
+            merged = json.loads(row[0]) if row else {}
+            merged.update(results)
             conn.execute(
-                "UPDATE entries SET state = 'done', head = 0, lease_owner = NULL, "
-                "lease_until = NULL, last_error = NULL, result = ?, updated = ? "
-                "WHERE entry_id = ?",
-                (result_json, now, entry_id),
+                "INSERT OR REPLACE INTO calls (call_id, results) VALUES (?, ?)",
+                (entry.call_id, json.dumps(merged, separators=(",", ":"))),
             )
-            # Every earlier entry of the call is done, so the next one becomes claimable.
-            conn.execute(
-                "UPDATE entries SET head = 1 WHERE entry_id = (SELECT entry_id FROM entries "
-                "WHERE call_id = ? AND seq > ? ORDER BY seq LIMIT 1) AND state = 'pending'",
-                (entry.call_id, entry.seq),
-            )
-            if results:
-                row = conn.execute(
-                    "SELECT results FROM calls WHERE call_id = ?", (entry.call_id,)
-                ).fetchone()
-                merged = json.loads(row[0]) if row else {}
-                merged.update(results)
-                conn.execute(
-                    "INSERT OR REPLACE INTO calls (call_id, results) VALUES (?, ?)",
-                    (entry.call_id, json.dumps(merged, separators=(",", ":"))),
-                )
-            return self._select(conn, entry_id)
+        result = None if result_json is None else json.loads(result_json)
+        return _landed(entry, EntryState.DONE, now, last_error=None, result=result)
 
     def _retry(
         self, entry_id: int, owner: str, now: float, next_attempt: float, error: str
     ) -> Entry:
-        with self._transaction(relaxed=True) as conn:
-            self._leased(conn, "retry", entry_id, owner)
-            conn.execute(
-                "UPDATE entries SET state = 'pending', lease_owner = NULL, lease_until = NULL, "
-                "next_attempt = ?, last_error = ?, updated = ? WHERE entry_id = ?",
-                (next_attempt, error, now, entry_id),
-            )
-            return self._select(conn, entry_id)
+        entry = self._leased(self._conn, "retry", entry_id, owner)
+        self._conn.execute(
+            "UPDATE entries SET state = 'pending', lease_owner = NULL, lease_until = NULL, "
+            "next_attempt = ?, last_error = ?, updated = ? WHERE entry_id = ?",
+            (next_attempt, error, now, entry_id),
+        )
+        return _landed(entry, EntryState.PENDING, now, next_attempt=next_attempt, last_error=error)
 
     def _kill(self, entry_id: int, owner: str, now: float, error: str) -> Entry:
-        with self._transaction(relaxed=True) as conn:
-            self._leased(conn, "kill", entry_id, owner)
-            conn.execute(
-                "UPDATE entries SET state = 'dead', head = 0, lease_owner = NULL, "
-                "lease_until = NULL, last_error = ?, updated = ? WHERE entry_id = ?",
-                (error, now, entry_id),
-            )
-            return self._select(conn, entry_id)
+        entry = self._leased(self._conn, "kill", entry_id, owner)
+        self._conn.execute(
+            "UPDATE entries SET state = 'dead', head = 0, lease_owner = NULL, "
+            "lease_until = NULL, last_error = ?, updated = ? WHERE entry_id = ?",
+            (error, now, entry_id),
+        )
+        return _landed(entry, EntryState.DEAD, now, last_error=error)
 
     def _replay(self, entry_id: int, now: float) -> Entry:
         with self._transaction() as conn:
@@ -604,6 +677,45 @@ class SqliteJournal:
                 if not request.future.done():
                     request.future.set_result(entries)
 
+    async def _finish(self, operation: str, *args: Any) -> Entry:
+        """Queue a complete, retry or kill to share a transaction with concurrent ones."""
+        if self._closed:
+            raise _rules.closed()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Entry] = loop.create_future()
+        self._finishes.append(_Finish(operation, args, future))
+        if self._finisher is None or self._finisher.done():
+            self._finisher = loop.create_task(self._flush_finishes())
+        return await future
+
+    async def _flush_finishes(self) -> None:
+        """Write the queued finishes, all that queued meanwhile per transaction."""
+        loop = asyncio.get_running_loop()
+        while self._finishes:
+            # Skipped if the caller was cancelled: the entry stays in flight and runs again.
+            taken = [f for f in self._finishes if not f.future.done()]
+            self._finishes = []
+            if not taken:
+                continue
+            outcomes: builtins.list[Entry | Exception]
+            try:
+                outcomes = [
+                    *await loop.run_in_executor(
+                        self._executor,
+                        self._write_finishes,
+                        [(f.operation, f.args) for f in taken],
+                    )
+                ]
+            except Exception as error:
+                outcomes = [error] * len(taken)
+            for finish, outcome in zip(taken, outcomes, strict=True):
+                if finish.future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    finish.future.set_exception(outcome)
+                else:
+                    finish.future.set_result(outcome)
+
     async def claim(
         self,
         owner: str,
@@ -632,8 +744,8 @@ class SqliteJournal:
         results: Mapping[str, str] | None = None,
     ) -> Entry:
         """Mark an in-flight entry done; see `JournalStore.complete`."""
-        return await self._run(
-            self._complete,
+        return await self._finish(
+            "complete",
             check_entry_id(entry_id),
             check_owner(owner),
             check_time("now", now),
@@ -645,8 +757,8 @@ class SqliteJournal:
         self, entry_id: int, owner: str, now: float, next_attempt: float, error: str
     ) -> Entry:
         """Send an in-flight entry back to pending; see `JournalStore.retry`."""
-        return await self._run(
-            self._retry,
+        return await self._finish(
+            "retry",
             check_entry_id(entry_id),
             check_owner(owner),
             check_time("now", now),
@@ -656,8 +768,8 @@ class SqliteJournal:
 
     async def kill(self, entry_id: int, owner: str, now: float, error: str) -> Entry:
         """Mark an in-flight entry dead; see `JournalStore.kill`."""
-        return await self._run(
-            self._kill,
+        return await self._finish(
+            "kill",
             check_entry_id(entry_id),
             check_owner(owner),
             check_time("now", now),
@@ -737,6 +849,8 @@ class SqliteJournal:
         if self._flusher is not None:
             self._wake.set()  # skip what is left of the batch window
             await self._flusher
+        if self._finisher is not None:
+            await self._finisher
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._conn.close)
         self._executor.shutdown(wait=True)

@@ -27,6 +27,10 @@ class JournalStore(Protocol):
       done, so a dead or pending entry holds back the ones after it.
     - **Leases:** a claimed entry is in flight until ``lease_until``; after that any worker
       may claim it again, and the first worker's outcome is refused with `LeaseLost`.
+    - **Folding:** an update (`update_intent`) appended while the create of its record is
+      pending and was never claimed may be folded into that create: the create's fields take
+      the update's, and the update is stored done (see ``docs/journal.md``). A store that
+      never folds keeps the contract too; the drainer then sends the update on its own.
     """
 
     async def append(self, intents: Sequence[Intent], now: float) -> builtins.list[Entry]:

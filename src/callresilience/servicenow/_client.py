@@ -8,6 +8,7 @@ is the drainer's job, and the errors it raises carry what the drainer needs to d
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import ssl
@@ -620,7 +621,7 @@ class ServiceNowClient:
             response = await self._send(
                 method,
                 path,
-                params=params,
+                params=params or None,
                 json=body,
                 headers={**_JSON_HEADERS, **auth_headers},
                 write=write,
@@ -670,7 +671,7 @@ class ServiceNowClient:
             started = self._clock.now()
             try:
                 response = await self._http.request(
-                    method, base + path, params=params, json=json, data=data, headers=headers
+                    method, _url(base + path), params=params, json=json, data=data, headers=headers
                 )
             except httpx.RequestError as exc:
                 tries += 1
@@ -697,13 +698,14 @@ class ServiceNowClient:
             rate_limit = parse_rate_limit(response.headers)
             if rate_limit is not None:
                 self._rate_limit = rate_limit
-            log.debug(
-                "%s -> %d in %.3f s (transaction %s)",
-                action,
-                response.status_code,
-                self._clock.now() - started,
-                response.headers.get("x-transaction-id", "-"),
-            )
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "%s -> %d in %.3f s (transaction %s)",
+                    action,
+                    response.status_code,
+                    self._clock.now() - started,
+                    response.headers.get("x-transaction-id", "-"),
+                )
             return response
 
 
@@ -714,6 +716,12 @@ _PINNED: ContextVar[str | None] = ContextVar("callresilience_pinned_endpoint", d
 def _no_record_found(error: PermanentError) -> bool:
     """Whether a 404 means "nothing matched" (older API versions) rather than a bad path."""
     return error.status_code == 404 and (error.sn_message or "").lower() == "no record found"
+
+
+@functools.lru_cache(maxsize=256)
+def _url(text: str) -> httpx.URL:
+    """The URL parsed once: a table's path is the same for every create and query."""
+    return httpx.URL(text)
 
 
 def _context(error: ServiceNowError) -> dict[str, Any]:
