@@ -1,4 +1,5 @@
-"""Test tools shipped with the library: a manual clock and a FakeServiceNow with faults.
+"""Test tools shipped with the library: a manual clock, a FakeServiceNow with faults, and
+scripted agents.
 
 Import from here in your own adapter's tests; nothing in this package touches the network
 beyond 127.0.0.1.
@@ -6,6 +7,7 @@ beyond 127.0.0.1.
 
 from __future__ import annotations
 
+from ._agents import AgentAction, AgentBehaviour, Distribution, ScriptedAgents
 from ._clock import ManualClock
 from ._encoded_query import EncodedQuery, parse_encoded_query
 from ._fake import FakeServiceNow, FakeTransport, RecordedRequest
@@ -29,9 +31,12 @@ from ._faults import (
 )
 
 __all__ = [
+    "AgentAction",
+    "AgentBehaviour",
     "BlackHole",
     "BrokenOk",
     "Decision",
+    "Distribution",
     "DropResponse",
     "EncodedQuery",
     "ExpireTokens",
@@ -47,6 +52,7 @@ __all__ = [
     "RecordedRequest",
     "RefuseConnections",
     "ScheduledFault",
+    "ScriptedAgents",
     "ServiceUnavailable",
     "TransactionCancelled",
     "decide",
