@@ -10,12 +10,13 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import _fake
+from . import _fake, _simulate
 
 __all__ = ["main"]
 
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
     _fake.register,
+    _simulate.register,
 )
 
 

@@ -1,0 +1,88 @@
+"""The run's summary: the numbers `--json` writes and the final table shows. Pure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from ._check import CheckResult
+from ._history import CallHistory
+
+__all__ = ["SUMMARY_KEYS", "exit_status", "percentiles", "summarize"]
+
+#: The keys of the summary, in order.
+SUMMARY_KEYS: Final = (
+    "calls",
+    "offered",
+    "answered",
+    "rejected_offers",
+    "timed_out_offers",
+    "abandoned",
+    "overflowed",
+    "lost",
+    "interactions_expected",
+    "interactions_created",
+    "phone_logs_created",
+    "work_items_created",
+    "duplicates",
+    "dead_letters",
+    "offer_latency_ms",
+    "drain_seconds",
+)
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float | None]:
+    """p50, p99 and max of `values` (nearest rank), rounded to 0.1; None for no values."""
+    if not values:
+        return {"p50": None, "p99": None, "max": None}
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        return round(ordered[max(0, math.ceil(p * len(ordered)) - 1)], 1)
+
+    return {"p50": rank(0.50), "p99": rank(0.99), "max": round(ordered[-1], 1)}
+
+
+def summarize(
+    calls: Iterable[CallHistory],
+    result: CheckResult,
+    *,
+    dead_letters: int,
+    drain_seconds: float | None,
+) -> dict[str, Any]:
+    """The summary of a run, with exactly `SUMMARY_KEYS`.
+
+    `lost`, `duplicates` and the created counts come from the checker (the fake's tables
+    against the history); the offer counts and outcomes from the history; the latency is
+    from arrival to the first offer reaching the agents' channel, in milliseconds of run
+    time, split by whether the instance was scheduled to be unavailable at arrival.
+    """
+    calls = list(calls)
+    latency: dict[str, list[float]] = {"healthy": [], "outage": []}
+    for call in calls:
+        if call.offer_latency is not None:
+            latency["outage" if call.outage else "healthy"].append(call.offer_latency * 1000)
+    return {
+        "calls": len(calls),
+        "offered": sum(c.offers for c in calls),
+        "answered": sum(1 for c in calls if c.answered),
+        "rejected_offers": sum(c.rejected for c in calls),
+        "timed_out_offers": sum(len(c.missed) for c in calls),
+        "abandoned": sum(1 for c in calls if c.outcome == "abandoned"),
+        "overflowed": sum(1 for c in calls if c.outcome == "overflowed"),
+        "lost": result.lost,
+        "interactions_expected": sum(1 for c in calls if c.needs_interaction),
+        "interactions_created": result.interactions,
+        "phone_logs_created": result.phone_logs,
+        "work_items_created": result.work_items,
+        "duplicates": result.duplicates,
+        "dead_letters": dead_letters,
+        "offer_latency_ms": {name: percentiles(values) for name, values in latency.items()},
+        "drain_seconds": None if drain_seconds is None else round(drain_seconds, 1),
+    }
+
+
+def exit_status(summary: Mapping[str, Any]) -> int:
+    """0 when nothing was lost or doubled, else 1."""
+    return 1 if summary.get("lost") or summary.get("duplicates") else 0
