@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _common, client, drain, engine, journal, router
+from . import _common, client, drain, engine, journal, memory, offer_path, router
 
 
 def _journal(*, quick: bool) -> dict[str, object]:
@@ -17,6 +17,8 @@ SUITES = {
     "client": client.run,
     "engine": engine.run,
     "journal": _journal,
+    "memory": memory.run,
+    "offer_path": offer_path.run,
     "router": router.run,
 }
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from callresilience.engine import Engine, EngineConfig, default_journal_path
+from callresilience.engine import Engine, EngineConfig, RecordMapping, default_journal_path
 from callresilience.engine._types import journal_path_for
 from callresilience.journal import SqliteJournal
 from callresilience.routing import CallAbandoned, CallState
 from callresilience.servicenow import BasicAuth
 from callresilience.testing import ManualClock
 
-from .conftest import RecordingChannel, Rig
+from .conftest import RecordingChannel, Rig, build_rig, make_config
 
 pytestmark = pytest.mark.anyio
 
@@ -75,3 +75,74 @@ async def test_now_is_the_engine_clock_that_call_arrival_times_use(rig: Rig) -> 
         await rig.engine.not_ready(agent_id)
     await rig.engine.call_arrived(rig.call("c1"))
     assert rig.engine.router.call("c1").call.arrived == rig.engine.now()
+
+
+@pytest.mark.parametrize(("fold", "patches"), [(True, 0), (False, 2)])
+async def test_folding_follows_the_record_mapping(fold: bool, patches: int) -> None:
+    """A call that ends before its records run: one POST each when folding, else PATCHes too."""
+    config = make_config(records=RecordMapping(fold_updates=fold))
+    async with build_rig(config) as rig:
+        rig.engine.drainer.hold({"default"})
+        await rig.engine.call_arrived(rig.call("c1"))
+        await rig.settle()
+        await rig.engine.accept("c1", "ada")
+        await rig.engine.end("c1")
+        rig.engine.drainer.hold(())
+        await rig.drained()
+        methods = [r.method for r in rig.fake.requests if "/api/now/table/" in r.path]
+        assert methods.count("PATCH") == patches
+        assert rig.one("interaction", "correlation_id", "c1")["state"] == "closed_complete"
+
+
+async def test_call_events_are_published_after_their_records_are_journaled(
+    tmp_path: Path,
+) -> None:
+    """A subscriber that sees CallEnded finds the call's closing entries in the journal."""
+    import asyncio
+
+    from callresilience import Call
+    from callresilience.routing import CallEnded
+
+    from .conftest import ADA
+
+    clock = ManualClock()
+    store = SqliteJournal(tmp_path / "j.db")  # appends wait for a grouped commit
+    engine = Engine(make_config(), RecordingChannel(clock), clock=clock, store=store)
+    seen: list[list[str]] = []
+    reads: list[asyncio.Task[None]] = []
+
+    async def read(call_id: str) -> None:
+        seen.append([e.key for e in await store.list(call_id=call_id)])
+
+    def on_event(event: object) -> None:
+        if isinstance(event, CallEnded):
+            reads.append(asyncio.ensure_future(read(event.call_id)))
+
+    engine.subscribe(on_event)
+    async with engine:
+        engine.drainer.hold({"default"})
+        await engine.login(ADA, ready=True)
+        await engine.call_arrived(Call("c1", "+14155550100", "support", clock.now()))
+        await engine.accept("c1", "ada")
+        await engine.end("c1")
+        await asyncio.gather(*reads)
+    (keys,) = seen
+    assert {"c1:closed", "c1:phone-log-end"} <= set(keys)
+
+
+async def test_an_overflowed_call_closes_its_interaction() -> None:
+    """A call that rang out and then overflowed has its Interaction closed as abandoned."""
+    from callresilience import QueueConfig, RouterConfig
+
+    config = make_config(
+        router=RouterConfig(offer_timeout=20, queues=[QueueConfig("support", max_wait=30)])
+    )
+    async with build_rig(config) as rig2:
+        await rig2.engine.not_ready("ben")
+        await rig2.engine.call_arrived(rig2.call("c1"))
+        await rig2.advance(21)  # ada lets the offer ring out
+        await rig2.engine.not_ready("ada")
+        await rig2.advance(20)
+        assert rig2.engine.router.finished("c1") is CallState.OVERFLOWED
+        await rig2.drained()
+        assert rig2.one("interaction", "correlation_id", "c1")["state"] == "closed_abandoned"

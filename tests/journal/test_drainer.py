@@ -376,3 +376,28 @@ async def test_held_groups_stay_in_the_journal_until_released(rig: Rig) -> None:
     rig.drainer.hold(())
     await rig.drainer.drain_once()
     assert len(rig.records("sn_openframe_phone_log", "call_id", "c1")) == 1
+
+
+@pytest.mark.anyio
+async def test_a_replayed_create_that_may_have_written_looks_before_posting(rig: Rig) -> None:
+    """An ambiguous create killed by a refusal keeps its mark, so its replay adopts, not posts."""
+    (entry,) = await rig.store.append(
+        [create_intent("c1", "log", "u_log", {"u_call": "c1"}, correlation=("u_call", "c1"))],
+        rig.clock.time(),
+    )
+    (claimed,) = await rig.store.claim("w1", rig.clock.time(), 1, CONFIG.lease)
+    # The first attempt's POST went out and its answer was lost.
+    await rig.store.retry(
+        claimed.entry_id, "w1", rig.clock.time(), rig.clock.time(), "ambiguous: AmbiguousError: x"
+    )
+    rig.clock.advance(CONFIG.settle + 1)
+    await rig.drainer.drain_once()  # the lookup meets an unknown table: refused for good
+    (dead,) = await rig.store.dead()
+    assert (dead.last_error or "").startswith("ambiguous: PermanentError")
+    # The operator fixes the table; the record the lost answer was about is there.
+    rig.fake.create_table("u_log")
+    rig.fake.insert("u_log", {"u_call": "c1"})
+    await rig.store.replay(entry.entry_id, rig.clock.time())
+    await rig.drain()
+    assert len(rig.fake.records("u_log")) == 1
+    assert next(e for e in rig.events if isinstance(e, RecordWritten)).adopted

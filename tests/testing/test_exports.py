@@ -8,9 +8,12 @@ from callresilience import testing
 def test_exported_members_are_pinned() -> None:
     """`__all__` lists exactly these names, sorted, and each one exists."""
     assert testing.__all__ == [
+        "AgentAction",
+        "AgentBehaviour",
         "BlackHole",
         "BrokenOk",
         "Decision",
+        "Distribution",
         "DropResponse",
         "EncodedQuery",
         "ExpireTokens",
@@ -26,6 +29,7 @@ def test_exported_members_are_pinned() -> None:
         "RecordedRequest",
         "RefuseConnections",
         "ScheduledFault",
+        "ScriptedAgents",
         "ServiceUnavailable",
         "TransactionCancelled",
         "decide",

@@ -10,13 +10,15 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import _fake, _simulate
+from . import _check, _fake, _journal, _simulate
 
 __all__ = ["main"]
 
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
-    _fake.register,
     _simulate.register,
+    _journal.register,
+    _check.register,
+    _fake.register,
 )
 
 

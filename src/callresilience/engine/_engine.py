@@ -137,6 +137,8 @@ class Engine:
         self._interactions: dict[str, str] = {}
         self._waiters: dict[str, list[asyncio.Future[str]]] = {}
         self._subscribers: list[Callable[[EngineEvent], object]] = []
+        # Events of the decisions being carried out, held until their intents are journaled.
+        self._held_events: list[list[Any]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer_wake = asyncio.Event()
         self._timer_task: asyncio.Task[None] | None = None
@@ -581,25 +583,34 @@ class Engine:
         """Execute the router's decisions: channel calls in the background, records journaled.
 
         The intents are appended in one batch, in decision order, before anything else is
-        awaited, so each call's entries keep the order of its events.
+        awaited, so each call's entries keep the order of its events. The events are published
+        once the intents are in the journal: a subscriber that sees `CallEnded` finds the
+        call's closing entries there.
         """
         intents: list[Intent] = []
         follow_up: list[Decision] = []
+        events: list[Any] = []
         unix = self._clock.time()
-        for decision in decisions:
-            if isinstance(decision, OfferCall):
-                follow_up += self._offer(decision)
-            elif isinstance(decision, WithdrawOffer):
-                intents += self._withdrawn(decision, unix)
-            elif isinstance(decision, CallConnected):
-                intents += self._connected_records(decision, unix)
-            elif isinstance(decision, CallEnded | CallAbandoned):
-                intents += self._finished(decision, unix)
-            elif isinstance(decision, CallOverflowed):
-                self._calls.pop(decision.call_id, None)
-            self._emit(decision)
-        if intents:
-            await self._append(intents)
+        self._held_events.append(events)
+        try:
+            for decision in decisions:
+                if isinstance(decision, OfferCall):
+                    follow_up += self._offer(decision)
+                elif isinstance(decision, WithdrawOffer):
+                    intents += self._withdrawn(decision, unix)
+                elif isinstance(decision, CallConnected):
+                    intents += self._connected_records(decision, unix)
+                elif isinstance(decision, CallEnded | CallAbandoned | CallOverflowed):
+                    intents += self._finished(decision, unix)
+                self._emit(decision)
+        finally:
+            self._held_events.pop()
+        try:
+            if intents:
+                await self._append(intents)
+        finally:
+            for event in events:
+                self._publish(event)
         if follow_up:
             await self._carry_out(follow_up)
         self._continuity.calls_moved()
@@ -668,7 +679,10 @@ class Engine:
         entry.phone_log = entry.interaction = True
         return intents
 
-    def _finished(self, decision: CallEnded | CallAbandoned, unix: float) -> list[Intent]:
+    def _finished(
+        self, decision: CallEnded | CallAbandoned | CallOverflowed, unix: float
+    ) -> list[Intent]:
+        """Close the call's records; one nobody answered (hung up, overflowed) is abandoned."""
         entry = self._calls.pop(decision.call_id)
         return self._records.ended(
             entry.call,
@@ -722,6 +736,12 @@ class Engine:
     def _emit(self, event: Any) -> None:
         if isinstance(event, OfferCall | WithdrawOffer):
             return  # orders for the engine, not events
+        if self._held_events:
+            self._held_events[-1].append(event)  # published after the journal append
+            return
+        self._publish(event)
+
+    def _publish(self, event: Any) -> None:
         for subscriber in list(self._subscribers):
             try:
                 subscriber(event)

@@ -54,6 +54,10 @@ class RecordMapping:
         work_item_correlation: The same for work items.
         phone_log_call_type: The phone log's `call_type` for inbound calls.
         record_holds: Write hold and resume to the Interaction's state.
+        fold_updates: Let the journal fold a record's later updates into its create while
+            that has not run yet, so a backlog drains with one POST per record carrying the
+            final state. Set False if business rules on the instance must see each update
+            (an Interaction is then inserted as new, and updated to closed).
     """
 
     phone_log_table: str = attrs.field(default="sn_openframe_phone_log", validator=_field_name)
@@ -63,6 +67,7 @@ class RecordMapping:
     work_item_correlation: str = attrs.field(default="correlation_id", validator=_field_name)
     phone_log_call_type: str = "inbound"
     record_holds: bool = True
+    fold_updates: bool = True
 
 
 @attrs.frozen
@@ -142,6 +147,7 @@ class CallRecords:
                 INTERACTION,
                 fields,
                 group=group,
+                fold=self.mapping.fold_updates,
             )
         )
         return intents
@@ -204,6 +210,7 @@ class CallRecords:
                 INTERACTION,
                 {"state": state},
                 group=group,
+                fold=self.mapping.fold_updates,
             )
         ]
 
@@ -232,6 +239,7 @@ class CallRecords:
                         "duration": str(max(0, round(ended - started))),
                     },
                     group=group,
+                    fold=m.fold_updates,
                 )
             )
         if interaction_exists:
@@ -244,6 +252,7 @@ class CallRecords:
                     INTERACTION,
                     {"state": state},
                     group=group,
+                    fold=self.mapping.fold_updates,
                 )
             )
         return intents

@@ -124,6 +124,7 @@ def update_intent(
     fields: Mapping[str, Any],
     *,
     group: str = "",
+    fold: bool = True,
 ) -> Intent:
     """Return the intent to update the record stored under `target` for this call.
 
@@ -134,8 +135,13 @@ def update_intent(
         target: The name the record's sys_id is stored under (``"interaction"``).
         fields: The fields to set.
         group: The entry's group (see `Intent.group`).
+        fold: Whether the store may fold it into its record's create when that has not run
+            yet (one POST with the final state instead of a POST and a PATCH); False when
+            the instance must see the update as an update (business rules on update).
     """
-    payload = {"table": table, "target": target, "fields": dict(fields)}
+    payload: dict[str, Any] = {"table": table, "target": target, "fields": dict(fields)}
+    if not fold:
+        payload["fold"] = False
     return Intent(
         call_id=call_id, kind=UPDATE, payload=payload, key=f"{call_id}:{key}", group=group
     )
@@ -454,6 +460,9 @@ class Drainer:
             )
         except (PermanentError, AuthenticationError, InvalidInput) as error:
             reason = f"{type(error).__name__}: {error}"
+            if _may_have_written(entry):
+                # Keep the mark: after a replay the create must still look before posting.
+                reason = f"{(entry.last_error or '').split(': ', 1)[0]}: {reason}"
             await store.kill(entry.entry_id, owner, clock.time(), reason)
             log.error("entry %s is dead: %s", entry.key, reason)
             self._emit(RecordDead(entry.call_id, entry.key, reason))

@@ -45,7 +45,7 @@ def open_create(kind: str, state: EntryState, attempts: int, last_error: str | N
 
 def create_key(intent: Intent) -> str | None:
     """The key of the create an update could be folded into, or None if it cannot be."""
-    if intent.kind != UPDATE:
+    if intent.kind != UPDATE or intent.payload.get("fold") is False:
         return None
     target = intent.payload.get("target")
     fields = intent.payload.get("fields")
