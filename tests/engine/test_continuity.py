@@ -470,3 +470,14 @@ async def test_a_transfer_to_a_target_found_up_goes_ahead() -> None:
     assert error is None
     assert [t[:3] for t in rig.channel.transfers] == [("erin", "c1", "billing")]
     assert of(rig, CallConnected)
+
+
+async def test_status_counts_paused_agents_apart(regions: Rig) -> None:
+    """An agent paused after a rejected offer is 'paused', not 'idle', in status()."""
+    rig = regions
+    for agent_id in ("emma", "alex"):
+        await rig.engine.not_ready(agent_id)
+    await rig.engine.call_arrived(rig.call("c1"))
+    await rig.settle()
+    await rig.engine.reject("c1", "erin")
+    assert (await rig.engine.status())["agents"] == {"not_ready": 2, "paused": 1}

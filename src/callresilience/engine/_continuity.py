@@ -411,18 +411,20 @@ class Continuity:
         components = self._modes.components()
         for component in components.values():
             component["since"] += offset
+        now = self._clock.now()
         agents: dict[str, int] = {}
         for agent_id in self._agents:
             view = self._router.agent(agent_id)
             if not self._links.is_up(view.agent.node):
                 state = "unreachable"
+            elif view.status.value == "available" and view.paused_until > now:
+                state = "paused"  # after a rejected or missed offer, until paused_until
             elif view.status.value == "available":
                 state = view.activity.value
             else:
                 state = view.status.value
             agents[state] = agents.get(state, 0) + 1
         client = self._client
-        now = self._clock.now()
         return {
             "components": components,
             "modes": self._modes.modes(),
