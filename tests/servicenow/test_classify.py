@@ -385,3 +385,15 @@ async def test_broken_200_through_the_client(
         with pytest.raises(AmbiguousError):
             await client.update("sn_openframe_phone_log", "a" * 32, {"end_time": "x"})
     assert type(read.value) is TransientError
+
+
+def test_numbers_without_a_plus_are_masked_but_ids_are_not() -> None:
+    """A bare run of digits is masked too; digits inside a sys_id or record number stay."""
+    sys_id = "1234567890abcdef1234567890abcdef"
+    text = f"Duplicate caller 14155550100 on IMS0001234567, record {sys_id}"
+    body = httpx.Response(200, json=envelope_error(text, None)).content
+    message = str(classify(400, body))
+    assert "14155550100" not in message
+    assert "141******00" in message
+    assert "IMS0001234567" in message
+    assert sys_id in message

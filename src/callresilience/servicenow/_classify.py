@@ -48,7 +48,9 @@ __all__ = [
 
 _WRITE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _CANCELLED: Final = "maximum execution time exceeded"
-_E164_RE: Final = re.compile(r"\+[0-9]{7,15}")
+# A phone number an instance may echo in an error, with or without its '+' (a run of digits
+# inside a word, such as a sys_id or a record number, is not one).
+_E164_RE: Final = re.compile(r"(?<![0-9A-Za-z])\+?[0-9]{7,15}(?![0-9A-Za-z])")
 
 _TRANSIENT_HINT: Final = "nothing was written; send it again after a pause"
 _AMBIGUOUS_HINT: Final = (
