@@ -97,13 +97,29 @@ def _identifier_validator(instance: object, attribute: attrs.Attribute[Any], val
     check_identifier(attribute.name, value)
 
 
-def _to_skills(value: Iterable[str] | None) -> frozenset[str]:
+def _names(field: str, value: Iterable[str] | None) -> frozenset[str]:
+    """`value` as a set of names (skills, scopes), refusing what is not one."""
     if value is None:
         return frozenset()
     if isinstance(value, str):
         # A bare string would otherwise become a set of its characters.
         return frozenset((value,))
-    return frozenset(value)
+    if not isinstance(value, Iterable) or isinstance(value, bytes | Mapping):
+        raise InvalidInput(
+            f"{field}: expected a collection of names, got {type(value).__name__}", field=field
+        )
+    items = list(value)
+    if not all(isinstance(item, str) for item in items):
+        raise InvalidInput(f"{field}: every name must be a string", field=field)
+    return frozenset(items)
+
+
+def _to_skills(value: Iterable[str] | None) -> frozenset[str]:
+    return _names("skills", value)
+
+
+def _to_scopes(value: Iterable[str] | None) -> frozenset[str]:
+    return _names("scopes", value)
 
 
 def _check_skills(instance: object, attribute: attrs.Attribute[Any], value: frozenset[str]) -> None:
@@ -213,8 +229,16 @@ def _to_queues(value: Mapping[str, int] | Iterable[str]) -> tuple[tuple[str, int
         # A bare string would otherwise become a set of its characters.
         return ((value, 1),)
     if isinstance(value, Mapping):
-        return tuple(sorted(value.items()))
-    return tuple(sorted((name, 1) for name in value))
+        pairs = list(value.items())
+    elif isinstance(value, Iterable):
+        pairs = [(name, 1) for name in value]
+    else:
+        raise InvalidInput(
+            "queues: give queue names, or a mapping of queue name to tier level", field="queues"
+        )
+    if not all(isinstance(name, str) for name, _ in pairs):
+        raise InvalidInput("queues: every queue name must be a string", field="queues")
+    return tuple(sorted(pairs))
 
 
 def _check_queues(
@@ -267,7 +291,7 @@ class Agent:
     node: str = attrs.field(default="local", validator=_identifier_validator)
     user_sys_id: str | None = attrs.field(default=None, validator=_check_optional_sys_id)
     scopes: frozenset[str] = attrs.field(
-        default=frozenset(), converter=_to_skills, validator=_check_skills
+        default=frozenset(), converter=_to_scopes, validator=_check_skills
     )
 
     def level(self, queue: str) -> int | None:

@@ -169,7 +169,7 @@ def test_components_and_scopes_of_report_every_component() -> None:
 def test_a_string_for_scopes_is_refused() -> None:
     """register(component, "emea") raises instead of reading the string as letters."""
     modes = controller()
-    with pytest.raises(InvalidInput, match="not a string") as caught:
+    with pytest.raises(InvalidInput, match="give a list of scope names") as caught:
         modes.register("pbx", "emea", 0)
     assert caught.value.field == "scopes"
     assert not modes.is_registered("pbx")

@@ -190,13 +190,6 @@ def test_only_servicenow_errors_leave_the_client(
     assert "Cs-fuzz" not in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "servicenow/_classify.py:234 (_broken_body) and :342 (classify_status) catch only "
-        "ValueError from json.loads; a deeply nested body raises RecursionError"
-    ),
-)
 @pytest.mark.parametrize("status", [200, 500])
 def test_a_deeply_nested_body_is_a_servicenow_error(status: int) -> None:
     """100,000 opening brackets: a TransientError for the read, not a RecursionError."""
@@ -205,13 +198,6 @@ def test_a_deeply_nested_body_is_a_servicenow_error(status: int) -> None:
         asyncio.run(ask(script, 1, False))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "servicenow/_headers.py:60 (_parse_int) and servicenow/_classify.py:204 (_parse_count) "
-        "call int() on any all-digit header; over 4300 digits raises ValueError"
-    ),
-)
 @pytest.mark.parametrize("name", ["x-ratelimit-limit", "x-ratelimit-reset", "x-total-count"])
 def test_a_huge_number_in_a_header_is_treated_as_unreadable(name: str) -> None:
     """A 5,000-digit header is ignored (documented: unreadable headers count as absent)."""
@@ -220,13 +206,6 @@ def test_a_huge_number_in_a_header_is_treated_as_unreadable(name: str) -> None:
     asyncio.run(ask(script, 2, False))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "servicenow/_client.py:133-142 (_check_payload) checks keys only; values that are "
-        "not JSON reach httpx, which raises TypeError/ValueError"
-    ),
-)
 @pytest.mark.parametrize(
     "payload",
     [{"state": object()}, {"state": b"new"}, {"duration": float("nan")}],
@@ -238,13 +217,6 @@ def test_a_payload_that_is_not_json_is_invalid_input(payload: dict[str, Any]) ->
         asyncio.run(on_a_created_record(lambda c: c.create("interaction", payload)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "servicenow/_client.py:511 unpacks `correlation` and :150 iterates `fields` "
-        "unchecked: ValueError/TypeError instead of InvalidInput"
-    ),
-)
 @pytest.mark.parametrize(
     "operation",
     [

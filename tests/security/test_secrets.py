@@ -249,7 +249,7 @@ def test_simulate_with_credentials_in_the_environment_prints_no_secret(
     ]:
         monkeypatch.setenv(f"CALLRESILIENCE_{name}", value)
     caplog.set_level(logging.DEBUG)
-    argv = ["--speed", "1000", "--duration", "10s", "--agents", "3", "--rate", "1"]
+    argv = ["--speed", "100", "--duration", "10s", "--agents", "3", "--rate", "1"]
     argv += ["--outage", "3s@2s", "--seed", "3", "--plain"]
     assert main(["simulate", *argv]) == 0
     captured = capsys.readouterr()

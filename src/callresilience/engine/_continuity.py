@@ -301,11 +301,16 @@ class Continuity:
 
     def watch(self, node: str, check: NodeCheck | None, interval: float) -> None:
         """Expect heartbeats from `node`, or ask `check` every `interval` seconds."""
+        if check is not None and not callable(check):
+            raise InvalidInput(
+                "check: give an async function returning True while the node is reachable",
+                field="check",
+            )
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
+            raise InvalidInput("interval: give seconds > 0", field="interval")
         self._links.watch(node, self._clock.now())
         if check is None:
             return
-        if not interval > 0:
-            raise InvalidInput("interval: give seconds > 0", field="interval")
         previous = self._checks.pop(node, None)
         if previous is not None:
             previous.cancel()

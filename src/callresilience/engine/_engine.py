@@ -209,7 +209,13 @@ class Engine:
     # -- events out --------------------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[EngineEvent], object]) -> Callable[[], None]:
-        """Call `callback` with every event; return a function that unsubscribes it."""
+        """Call `callback` with every event; return a function that unsubscribes it.
+
+        Raises:
+            InvalidInput: `callback` is not callable.
+        """
+        if not callable(callback):
+            raise InvalidInput("callback: give a function that takes one event", field="callback")
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
 

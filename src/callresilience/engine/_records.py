@@ -65,7 +65,7 @@ class RecordMapping:
     work_item_table: str = attrs.field(default="awa_work_item", validator=_field_name)
     interaction_correlation: str = attrs.field(default="correlation_id", validator=_field_name)
     work_item_correlation: str = attrs.field(default="correlation_id", validator=_field_name)
-    phone_log_call_type: str = "inbound"
+    phone_log_call_type: str = attrs.field(default="inbound", validator=_field_name)
     record_holds: bool = True
     fold_updates: bool = True
 

@@ -141,7 +141,7 @@ class IncidentBook:
                 "severity: give Severity.MINOR, Severity.MAJOR or Severity.CRITICAL",
                 field="severity",
             )
-        if isinstance(scopes, str):
+        if isinstance(scopes, str) or not isinstance(scopes, Iterable):
             raise InvalidInput(
                 f"scopes: give a list of scope names, e.g. [{scopes!r}]", field="scopes"
             )

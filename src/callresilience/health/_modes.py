@@ -116,9 +116,9 @@ class ModeController:
         check_identifier("component", component)
         names = None
         if scopes is not None:
-            if isinstance(scopes, str):
+            if isinstance(scopes, str) or not isinstance(scopes, Iterable):
                 raise InvalidInput(
-                    f"scopes: give a list of scope names, e.g. [{scopes!r}], not a string",
+                    f"scopes: give a list of scope names, e.g. ['region:emea'], not {scopes!r}",
                     field="scopes",
                 )
             names = frozenset(check_identifier("scope", scope) for scope in scopes)

@@ -575,7 +575,7 @@ class Router:
             )
 
     def _agent(self, agent_id: str) -> _AgentRec:
-        rec = self._agents.get(agent_id)
+        rec = self._agents.get(agent_id) if isinstance(agent_id, str) else None
         if rec is None:
             raise UnknownAgent(
                 f"agent {agent_id!r} is not known; log the agent in before sending its events"
@@ -591,9 +591,9 @@ class Router:
         return rec
 
     def _call(self, call_id: str) -> _CallRec:
-        call = self._calls.get(call_id)
+        call = self._calls.get(call_id) if isinstance(call_id, str) else None
         if call is None:
-            ended = self._finished.get(call_id)
+            ended = self._finished.get(call_id) if isinstance(call_id, str) else None
             if ended is not None:
                 raise CallStateError(
                     f"call {call_id!r} already finished ({ended.value}); drop late events for it"

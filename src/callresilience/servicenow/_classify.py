@@ -33,7 +33,7 @@ from .._errors import (
     TransientError,
 )
 from .._model import mask_phone
-from ._headers import parse_rate_limit, parse_retry_after
+from ._headers import parse_rate_limit, parse_retry_after, whole_number
 
 __all__ = [
     "Decoded",
@@ -197,13 +197,6 @@ def classify_exception(exc: httpx.RequestError, *, write: bool, action: str) -> 
     return TransientError(f"{action}: {what}; the read changed nothing, send it again")
 
 
-def _parse_count(value: str | None) -> int | None:
-    if value is None:
-        return None
-    text = value.strip()
-    return int(text) if text.isascii() and text.isdigit() else None
-
-
 def _envelope_error(body: object) -> tuple[str | None, str | None]:
     if isinstance(body, Mapping):
         error = body.get("error")
@@ -232,7 +225,7 @@ def _broken_body(content: bytes, content_type: str) -> tuple[str, object]:
         return "an HTML page came where JSON was expected (a maintenance or login page?)", None
     try:
         body = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         if _CANCELLED in text.lower():
             return "the transaction was cancelled and the body is broken", None
         return "the body is not valid JSON (it may have been cut short)", None
@@ -302,7 +295,7 @@ def classify_response(
     if not problem and isinstance(body, dict):
         return Decoded(
             body["result"],
-            total_count=_parse_count(headers.get("x-total-count")),
+            total_count=whole_number(headers.get("x-total-count")),
             transaction_id=context["transaction_id"],
             rate_limit=context["rate_limit"],
         )
@@ -340,7 +333,7 @@ def classify_status(
     context = _context(headers, status_code, now)
     try:
         body = json.loads(content) if content else None
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     sn_message, sn_detail = _envelope_error(body)
     words = _sn_words(sn_message, sn_detail)

@@ -9,6 +9,7 @@ is the drainer's job, and the errors it raises carry what the drainer needs to d
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 import ssl
@@ -139,6 +140,14 @@ def _check_payload(payload: object) -> dict[str, Any]:
                 "payload: every key must be a field name of lowercase letters, digits and '_'",
                 field="payload",
             )
+    try:
+        json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise InvalidInput(
+            f"payload: not JSON ({type(error).__name__}); give strings, numbers, booleans, "
+            "None, lists and mappings",
+            field="payload",
+        ) from None
     return dict(payload)
 
 
@@ -147,6 +156,8 @@ def _fields_param(fields: Iterable[str] | None) -> dict[str, str]:
         return {}
     if isinstance(fields, str):
         fields = (fields,)
+    if not isinstance(fields, Iterable):
+        raise InvalidInput("fields: give a list of field names", field="fields")
     names = [check_field(name, argument="fields") for name in fields]
     return {"sysparm_fields": ",".join(names)} if names else {}
 
@@ -508,6 +519,15 @@ class ServiceNowClient:
             UnsafeQueryValue: When the correlation value cannot go into a query.
         """
         table = _check_table(table)
+        if not (
+            isinstance(correlation, tuple | list)
+            and len(correlation) == 2
+            and all(isinstance(part, str) for part in correlation)
+        ):
+            raise InvalidInput(
+                "correlation: give (field, value), two strings, e.g. ('correlation_id', call_id)",
+                field="correlation",
+            )
         field, value = correlation
         lookup = Query().eq(field, value).order_by("sys_created_on")
         if not value:

@@ -15,7 +15,10 @@ from typing import Final
 
 from .._errors import RateLimit
 
-__all__ = ["parse_rate_limit", "parse_retry_after"]
+__all__ = ["parse_rate_limit", "parse_retry_after", "whole_number"]
+
+#: Digits in the longest number a header may carry and still be read.
+_MAX_DIGITS: Final = 20
 
 _SECONDS_RE: Final = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?")
 
@@ -51,11 +54,14 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def _parse_int(value: str | None) -> int | None:
+def whole_number(value: str | None) -> int | None:
+    """A header's whole number, or None when it is absent or unreadable."""
     if value is None:
         return None
     text = value.strip()
-    if not text.isascii() or not text.isdigit():
+    # More digits than any count or time needs is unreadable, not an error (and Python
+    # refuses to convert 4,300 digits and more).
+    if not text.isascii() or not text.isdigit() or len(text) > _MAX_DIGITS:
         return None
     return int(text)
 
@@ -80,11 +86,11 @@ def parse_rate_limit(headers: Mapping[str, str]) -> RateLimit | None:
     if limit_text is None and reset_text is None and rule_text is None:
         return None
     reset = None
-    reset_seconds = _parse_int(reset_text)
+    reset_seconds = whole_number(reset_text)
     if reset_seconds is not None:
         try:
             reset = datetime.fromtimestamp(reset_seconds, tz=UTC)
         except (OverflowError, OSError, ValueError):
             reset = None
     rule = rule_text.strip() if rule_text is not None else None
-    return RateLimit(limit=_parse_int(limit_text), reset=reset, rule=rule or None)
+    return RateLimit(limit=whole_number(limit_text), reset=reset, rule=rule or None)
