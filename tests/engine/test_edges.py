@@ -8,7 +8,7 @@ import pytest
 
 from callresilience.engine import Engine, EngineConfig, RecordMapping, default_journal_path
 from callresilience.engine._types import journal_path_for
-from callresilience.journal import SqliteJournal
+from callresilience.journal import MemoryJournal, SqliteJournal
 from callresilience.routing import CallAbandoned, CallState
 from callresilience.servicenow import BasicAuth
 from callresilience.testing import ManualClock
@@ -146,3 +146,39 @@ async def test_an_overflowed_call_closes_its_interaction() -> None:
         assert rig2.engine.router.finished("c1") is CallState.OVERFLOWED
         await rig2.drained()
         assert rig2.one("interaction", "correlation_id", "c1")["state"] == "closed_abandoned"
+
+
+async def retry_times(seed: int) -> list[float]:
+    """When the entries of one call are due again after a 503, with the drainer seeded."""
+    import random
+
+    from callresilience import Call
+    from callresilience.testing import FakeServiceNow, ServiceUnavailable
+
+    from .conftest import ADA
+
+    clock = ManualClock()
+    fake = FakeServiceNow(clock=clock, user="sn", password="pw")
+    fake.faults.add(ServiceUnavailable())
+    store = MemoryJournal()
+    engine = Engine(
+        make_config(),
+        RecordingChannel(clock),
+        clock=clock,
+        transport=fake.transport(),
+        store=store,
+        rng=random.Random(seed),
+    )
+    async with engine:
+        await engine.login(ADA, ready=True)
+        await engine.call_arrived(Call("c1", None, "support", clock.now()))
+        await engine.accept("c1", "ada")
+        await engine.drainer.drain_once()
+        return [e.next_attempt for e in await store.list(limit=10)]
+
+
+async def test_the_engines_random_source_makes_retries_repeatable() -> None:
+    """Engine(rng=...) seeds the drainer's jitter: the same seed, the same retry times."""
+    first, again, other = await retry_times(7), await retry_times(7), await retry_times(8)
+    assert first == again
+    assert first != other

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Final
@@ -97,6 +98,7 @@ class Engine:
         clock: Where time comes from (default: the system clock).
         transport: An httpx transport for the ServiceNow client (e.g. the FakeServiceNow's).
         store: A journal store to use instead of the one `config.journal` names.
+        rng: The random source of the drainer's jitter (seed it for repeatable runs).
 
     Use it as an async context manager: entering starts the drainer and the timers, leaving
     stops them (the journal keeps whatever is not written yet).
@@ -110,6 +112,7 @@ class Engine:
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         store: JournalStore | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._config = config
         self._channel = channel
@@ -131,7 +134,12 @@ class Engine:
             on_endpoint_change=self._endpoint_changed,
         )
         self._drainer = Drainer(
-            store, self._client, config.drainer, clock=self._clock, on_event=self._emit_drained
+            store,
+            self._client,
+            config.drainer,
+            clock=self._clock,
+            on_event=self._emit_drained,
+            rng=rng,
         )
         self._calls: dict[str, _CallLog] = {}
         self._interactions: dict[str, str] = {}
