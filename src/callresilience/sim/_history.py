@@ -37,6 +37,7 @@ class CallHistory:
         missed: The attempts whose offer rang out.
         agent_id: Who answered it.
         outcome: ``"ended"``, ``"abandoned"``, ``"overflowed"``, or None while active.
+        queued: Whether it found no free agent on arrival and waited in line.
     """
 
     call_id: str
@@ -48,6 +49,7 @@ class CallHistory:
     missed: list[int] = attrs.field(factory=list)
     agent_id: str | None = None
     outcome: str | None = None
+    queued: bool = False
 
     @property
     def answered(self) -> bool:

@@ -213,6 +213,8 @@ class _Run:
             self.history.arrived(arrival.call_id, now, outage=self.scenario.unavailable_at(now))
             caller = f"+1415555{len(self.history.calls) % 10_000:04d}"
             await engine.call_arrived(Call(arrival.call_id, caller, QUEUE, now))
+            if engine.router.call(arrival.call_id).state is CallState.QUEUED:
+                self.history.calls[arrival.call_id].queued = True
             self.spawn(self.give_up(engine, arrival.call_id, arrival.patience))
 
     async def give_up(self, engine: Engine, call_id: str, patience: float) -> None:

@@ -56,12 +56,14 @@ def summarize(
     `lost`, `duplicates` and the created counts come from the checker (the fake's tables
     against the history); the offer counts and outcomes from the history; the latency is
     from arrival to the first offer reaching the agents' channel, in milliseconds of run
-    time, split by whether the instance was scheduled to be unavailable at arrival.
+    time, split by whether the instance was scheduled to be unavailable at arrival, for the
+    calls that found a free agent (a call that waited in line waited for an agent, which
+    says nothing about ServiceNow).
     """
     calls = list(calls)
     latency: dict[str, list[float]] = {"healthy": [], "outage": []}
     for call in calls:
-        if call.offer_latency is not None:
+        if call.offer_latency is not None and not call.queued:
             latency["outage" if call.outage else "healthy"].append(call.offer_latency * 1000)
     return {
         "calls": len(calls),
