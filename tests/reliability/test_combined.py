@@ -1,7 +1,7 @@
 """The combined run: thousands of calls through a seeded schedule of mixed faults.
 
 ``CALLRESILIENCE_COMBINED_CALLS`` sets the size of the in-memory run (default 10,000); the
-SQLite run takes a fifth of it. Both are checked in full by `_checker.check_history`.
+SQLite run takes a tenth of it. Both are checked in full by `_checker.check_history`.
 
 The last tests pin bugs the suite found, as strict xfails: each passes once its bug is fixed.
 """
@@ -51,10 +51,10 @@ async def test_combined_run_in_memory(reproduce: Callable[[int], str]) -> None:
 
 
 async def test_combined_run_on_sqlite(reproduce: Callable[[int], str], tmp_path: Path) -> None:
-    """Every guarantee holds with the SQLite journal, on a fifth of the calls."""
+    """Every guarantee holds with the SQLite journal, on a tenth of the calls."""
     seed = seed_for(COMBINED_SEED + 1)
     how = reproduce(seed)
-    calls = max(100, CALLS // 5)
+    calls = max(100, CALLS // 10)
     scenario = combined_scenario(seed, calls, journal="sqlite", reproduce=how)
     history = await run_scenario(scenario, tmp_path)
     report = check_history(history)
