@@ -401,3 +401,27 @@ async def test_a_replayed_create_that_may_have_written_looks_before_posting(rig:
     await rig.drain()
     assert len(rig.fake.records("u_log")) == 1
     assert next(e for e in rig.events if isinstance(e, RecordWritten)).adopted
+
+
+@pytest.mark.anyio
+async def test_a_refused_login_leaves_entries_waiting_not_dead(rig: Rig) -> None:
+    """A 401 concerns every entry: it waits in the journal and counts against the breaker."""
+    wrong = ServiceNowClient(
+        "https://fake.service-now.com",
+        auth=BasicAuth("sn", "not-the-password"),
+        transport=rig.fake.transport(),
+        clock=rig.clock,
+    )
+    await rig.append_call("c1")
+    async with wrong:
+        drainer = Drainer(rig.store, wrong, CONFIG, clock=rig.clock, owner="w1")
+        for _ in range(3):
+            await drainer.drain_once()
+            rig.clock.advance(600)
+        assert drainer.breaker().state(rig.clock.now()) is not BreakerState.CLOSED
+    assert await rig.store.dead() == []
+    (waiting,) = await rig.store.list(state=EntryState.PENDING, limit=1)
+    assert (waiting.last_error or "").startswith("AuthenticationError")
+    rig.clock.advance(600)  # the credentials are fixed; the backoff has run out
+    await rig.drain()
+    assert_once(rig, "c1")

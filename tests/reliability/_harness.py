@@ -842,10 +842,8 @@ FAULTS = (
     "permanent_400",
 )
 
-#: The faults of the combined run: a per-second 429 storm leaves the drainer paced at the
-#: storm's limit for good (see test_combined.py's strict xfail), which a run of thousands of
-#: calls never drains from, so the combined run leaves it to the matrix.
-COMBINED_FAULTS = tuple(f for f in FAULTS if f != "rate_limited_429")
+#: The faults of the combined run: every one of the matrix.
+COMBINED_FAULTS = FAULTS
 
 #: The phases of a call, and when each comes for the matrix's cohort (seconds after arrival).
 PHASES = {"arrival": 0.0, "offer": 0.5, "accept": 2.0, "hold": 6.0, "end": 16.0}

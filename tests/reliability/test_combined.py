@@ -3,7 +3,7 @@
 ``CALLRESILIENCE_COMBINED_CALLS`` sets the size of the in-memory run (default 10,000); the
 SQLite run takes a tenth of it. Both are checked in full by `_checker.check_history`.
 
-The last tests pin bugs the suite found, as strict xfails: each passes once its bug is fixed.
+The last tests pin bugs the suite found, each fixed since.
 """
 
 from __future__ import annotations
@@ -34,9 +34,6 @@ pytestmark = pytest.mark.anyio
 
 COMBINED_SEED = 7
 CALLS = int(os.environ.get("CALLRESILIENCE_COMBINED_CALLS", "10000"))
-#: Rules broken by the bug that `test_a_timed_out_update_landing_late_does_not_undo_a_newer_one`
-#: shows; the combined run meets it a few times per thousand calls.
-KNOWN = {"late_write"}
 
 
 async def test_combined_run_in_memory(reproduce: Callable[[int], str]) -> None:
@@ -46,7 +43,7 @@ async def test_combined_run_in_memory(reproduce: Callable[[int], str]) -> None:
     history = await run_scenario(combined_scenario(seed, CALLS, reproduce=how))
     report = check_history(history)
     assert report.stats["calls"] == CALLS
-    assert not report.rules() - KNOWN, verdict(report, how)
+    assert not report.rules(), verdict(report, how)
     assert report.stats["switches"] > 0, f"reproduce with: {how}\nno outage was noticed"
 
 
@@ -59,22 +56,12 @@ async def test_combined_run_on_sqlite(reproduce: Callable[[int], str], tmp_path:
     history = await run_scenario(scenario, tmp_path)
     report = check_history(history)
     assert report.stats["calls"] == calls
-    assert not report.rules() - KNOWN, verdict(report, how)
+    assert not report.rules(), verdict(report, how)
 
 
 # -- bugs found ---------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the drainer waits out the settle time only before posting a create again "
-        "(Drainer._create); an update that timed out is sent again and the call's later "
-        "updates follow at once, so when the instance commits the first one late it "
-        "overwrites them (callresilience/journal/_drainer.py, the AmbiguousError branch of "
-        "_attempt and the UPDATE branch of _execute)"
-    ),
-)
 async def test_a_timed_out_update_landing_late_does_not_undo_a_newer_one(
     reproduce: Callable[[int], str],
 ) -> None:
@@ -98,16 +85,6 @@ async def test_a_timed_out_update_landing_late_does_not_undo_a_newer_one(
     assert report.ok, verdict(report, how)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ModeController.next_deadline() gives since + leave_after while advance() switches "
-        "only when now - since >= leave_after; rounding can make the first due and the second "
-        "false, and the engine's timer loop then spins on asyncio.sleep(0) until the clock "
-        "moves (forever on a ManualClock): callresilience/health/_modes.py next_deadline and "
-        "advance, callresilience/engine/_engine.py Engine._timers"
-    ),
-)
 def test_a_scope_returns_to_normal_at_its_own_deadline() -> None:
     """At the time next_deadline() names, advance() switches the scope back to normal."""
     modes = ModeController(ModeConfig(enter_after=10.0, leave_after=30.0))
@@ -123,15 +100,6 @@ def test_a_scope_returns_to_normal_at_its_own_deadline() -> None:
     assert [c.new for c in changes] == [Mode.NORMAL]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "TokenBucket.observe_limit sets a ceiling from a per-second X-RateLimit-Limit that "
-        "nothing ever lifts, so after a per-second rule is gone the drainer stays paced at "
-        "0.97 x its limit for good (callresilience/resilience/_bucket.py observe_limit and "
-        "reserve, which caps the rate at the ceiling)"
-    ),
-)
 async def test_the_drainer_speeds_up_again_once_a_per_second_limit_is_lifted(
     reproduce: Callable[[int], str],
 ) -> None:

@@ -36,8 +36,6 @@ from .conftest import seed_for, verdict
 pytestmark = pytest.mark.anyio
 
 MATRIX_SEED = 20260101
-#: Rules broken by a bug the suite found, shown by a strict xfail test (test_combined.py).
-KNOWN = {"late_write"}
 RESULTS: dict[tuple[str, str], str] = {}
 _BASELINES: dict[int, list[Any]] = {}
 
@@ -101,7 +99,7 @@ async def test_fault_at_phase(fault: str, phase: str, reproduce: Callable[[int],
     how = reproduce(seed)
     history = await run_scenario(matrix_scenario(seed, fault, phase, how))
     report = check_history(history)
-    broken = report.rules() - KNOWN
+    broken = report.rules()
     RESULTS[(fault, phase)] = cell(history, fault, phase, broken)
     assert not broken, verdict(report, how)
     assert faults_met(history) > 0, f"reproduce with: {how}\nthe fault never met a request"

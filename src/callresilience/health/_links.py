@@ -58,7 +58,7 @@ class LinkMonitor:
         """Mark unreachable every node whose last heartbeat is `timeout` old."""
         changes = []
         for node, last in sorted(self._last.items()):
-            if node not in self._down and now - last >= self._timeout:
+            if node not in self._down and now >= last + self._timeout:
                 self._down.add(node)
                 changes.append(
                     NodeLinkChanged(node, False, now, f"no heartbeat for {now - last:.0f} s")

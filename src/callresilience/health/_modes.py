@@ -237,7 +237,7 @@ class ModeController:
                 name = self._name(component)
                 if component.urgent:
                     return Mode.RESILIENCY, describe(name, component.status)
-                if now - component.since >= cfg.enter_after:
+                if now >= component.since + cfg.enter_after:
                     return (
                         Mode.RESILIENCY,
                         f"{name} {component.status.value} for {now - component.since:.0f} s",
@@ -246,7 +246,7 @@ class ModeController:
         if failing:
             return Mode.RESILIENCY, ""
         healthy_since = max((c.since for c in components), default=now)
-        if now - healthy_since >= cfg.leave_after:
+        if now >= healthy_since + cfg.leave_after:
             return Mode.NORMAL, f"healthy for {now - healthy_since:.0f} s"
         return Mode.RESILIENCY, ""
 

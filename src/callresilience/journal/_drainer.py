@@ -16,6 +16,9 @@ before posting again after an ambiguous failure. The drainer adds what a single 
   reads, never journal entries.
 - **Pacing.** Every request waits on a token bucket, learned from 429s, so a backlog drains
   at the rate the instance allows instead of in a stampede.
+- **Dead entries** only for refusals of the entry itself (a 400, a 403 on its table, a
+  missing table). A 401 after the client's one re-authentication concerns every entry: it
+  counts as a failure for the breaker, and the entry waits in the journal like after a 503.
 
 Entries are operations on tables, described by their payload (see `create_intent` and
 `update_intent`). A value ``{"$ref": "name"}`` in a payload stands for the sys_id that an
@@ -458,7 +461,10 @@ class Drainer:
                 settling.until,
                 entry.last_error or "settling",
             )
-        except (PermanentError, AuthenticationError, InvalidInput) as error:
+        except (PermanentError, InvalidInput) as error:
+            # Refused for this entry's own sake (a bad field, a missing table): an operator
+            # must look. An AuthenticationError is not: it concerns every entry, and waits
+            # in the journal (below) while the breaker reports the instance down.
             reason = f"{type(error).__name__}: {error}"
             if _may_have_written(entry):
                 # Keep the mark: after a replay the create must still look before posting.
@@ -472,6 +478,12 @@ class Drainer:
             now = clock.time()
             wait = self._config.backoff.wait(entry.attempts, self._rng, error.retry_after)
             mark = f"{_AMBIGUOUS_MARK}{now!r}" if may_still_run(error) else _AMBIGUOUS
+            if entry.kind == UPDATE and may_still_run(error):
+                # An update cannot be looked up: sent again, or followed by the call's later
+                # updates, while the first may still commit, it could land last and undo
+                # them. It waits until that transaction is surely over (and so do the call's
+                # later entries, which queue behind it).
+                wait = max(wait, self._config.settle)
             await store.retry(entry.entry_id, owner, now, now + wait, f"{mark}: {error}")
         except (TransientError, ServiceNowError) as error:
             now = clock.time()
@@ -603,6 +615,7 @@ class Drainer:
     async def _call(self, request: Awaitable[Any]) -> Any:
         """Await one request and tell the breaker and the bucket how it went."""
         breaker = self.breaker()
+        seen = self._client.rate_limit
         try:
             result = await request
         except RateLimited as error:
@@ -611,7 +624,7 @@ class Drainer:
             if (error.retry_after or 0.0) > self._config.hold_over:
                 self._emit_all(breaker.hold(now, error.retry_after or 0.0, "429 with a long wait"))
             raise
-        except (TransientError, AmbiguousError) as error:
+        except (TransientError, AmbiguousError, AuthenticationError) as error:
             self._emit_all(breaker.record_failure(self._clock.now(), reason=type(error).__name__))
             raise
         except ServiceNowError:
@@ -620,8 +633,12 @@ class Drainer:
         now = self._clock.now()
         self._bucket.record_success(now)
         limit = self._client.rate_limit
-        if limit is not None and limit.limit is not None and limit.reset is not None:
-            self._bucket.observe_limit(limit.limit, limit.reset.timestamp() - self._clock.time())
+        if limit is seen:
+            # No rate-limit headers on this answer: a per-second rule seen before may be gone.
+            self._bucket.no_limit_seen(now)
+        elif limit is not None and limit.limit is not None and limit.reset is not None:
+            window_left = limit.reset.timestamp() - self._clock.time()
+            self._bucket.observe_limit(limit.limit, window_left, now=now)
         # The client may have moved to the next URL inside the request: the success is that
         # URL's (a failure stays with the URL the request was meant for).
         self._emit_all(self.breaker().record_success(now))

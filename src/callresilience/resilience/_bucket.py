@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
 from .._errors import InvalidInput
 
 __all__ = ["TokenBucket"]
+
+#: Seconds of answers without rate-limit headers after which a per-second ceiling is lifted.
+CEILING_TTL: Final = 5.0
 
 
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
@@ -55,6 +58,7 @@ class TokenBucket:
     _settled: bool = attrs.field(default=False, init=False)
     _cut_at: float | None = attrs.field(default=None, init=False)
     _ceiling: float | None = attrs.field(default=None, init=False)
+    _ceiling_seen: float | None = attrs.field(default=None, init=False)
     _recent: collections.deque[float] = attrs.field(init=False, factory=collections.deque)
 
     def __attrs_post_init__(self) -> None:
@@ -84,7 +88,7 @@ class TokenBucket:
         while recent and recent[0] <= now - 1.0:
             recent.popleft()
 
-    def observe_limit(self, limit: int, window_left: float) -> None:
+    def observe_limit(self, limit: int, window_left: float, *, now: float | None = None) -> None:
         """Learn from `X-RateLimit-Limit` when the rule's window is a second long.
 
         A rule whose window resets within two seconds limits requests per second: the bucket
@@ -94,11 +98,27 @@ class TokenBucket:
         Args:
             limit: The rule's limit.
             window_left: Seconds until the rule's window resets (`X-RateLimit-Reset` - now).
+            now: When the answer came (so that `no_limit_seen` can tell a rule that is gone).
         """
         if not self.learn or not 0 <= window_left <= 2.0 or limit <= 0:
             return
         self._ceiling = max(self.min_rate, limit * 0.97)
+        self._ceiling_seen = now
         self.rate = min(self.rate, self._ceiling)
+
+    def no_limit_seen(self, now: float) -> None:
+        """An answer came without rate-limit headers.
+
+        A per-second rule announces itself on every answer it covers; once answers have come
+        without it for `CEILING_TTL` seconds the rule is gone, so the ceiling is lifted and the
+        rate learns afresh (slow start), instead of staying at a limit nobody enforces.
+        """
+        seen = self._ceiling_seen
+        if self._ceiling is None or seen is None or now - seen < CEILING_TTL:
+            return
+        self._ceiling = None
+        self._ceiling_seen = None
+        self._settled = False
 
     def record_rate_limited(self, now: float, retry_after: float | None = None) -> None:
         """A 429 arrived: set the rate just below what got through in the last second.
