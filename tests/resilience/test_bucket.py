@@ -103,3 +103,20 @@ def test_a_429_below_a_known_limit_lowers_the_ceiling() -> None:
     assert bucket.rate == pytest.approx(97)
     bucket.record_rate_limited(10.0)
     assert bucket.rate == pytest.approx(97 * 0.95)
+
+
+def test_a_per_second_ceiling_is_lifted_once_answers_stop_announcing_it() -> None:
+    """After 5 s of answers without the headers the ceiling goes and slow start resumes."""
+    from callresilience.resilience import TokenBucket
+
+    bucket = TokenBucket(rate=50.0)
+    bucket.observe_limit(2, 0.5, now=100.0)
+    assert bucket.rate == pytest.approx(1.94)
+    bucket.no_limit_seen(104.0)  # too soon: the rule may just be between answers
+    for second in range(5):
+        bucket.reserve(100.0 + second)
+    assert bucket.rate <= 1.94
+    bucket.no_limit_seen(105.0)
+    for step in range(50):
+        bucket.reserve(105.0 + step * 0.01)
+    assert bucket.rate > 10
