@@ -107,8 +107,6 @@ def test_a_429_below_a_known_limit_lowers_the_ceiling() -> None:
 
 def test_a_per_second_ceiling_is_lifted_once_answers_stop_announcing_it() -> None:
     """After 5 s of answers without the headers the ceiling goes and slow start resumes."""
-    from callresilience.resilience import TokenBucket
-
     bucket = TokenBucket(rate=50.0)
     bucket.observe_limit(2, 0.5, now=100.0)
     assert bucket.rate == pytest.approx(1.94)
