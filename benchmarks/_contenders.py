@@ -175,29 +175,42 @@ async def create_first_httpx(
             yield arrive
 
 
-@contextlib.asynccontextmanager
-async def create_first_pysnc(
-    instance: Instance, agents: int, offered: Note, failed: Note
-) -> AsyncIterator[Arrive]:
-    """Create the Interaction with pysnc in a thread pool, then offer."""
+def pysnc_client(instance: Instance) -> pysnc.ServiceNowClient:
+    """A pysnc client that trusts the instance's throwaway certificate, with its defaults."""
     client = pysnc.ServiceNowClient(instance.url, (USER, PASSWORD), verify=str(instance.cert))
     # requests lets REQUESTS_CA_BUNDLE override the session's `verify` (pysnc passes none per
     # request), so an environment that sets it would not trust the throwaway certificate.
     client.session.trust_env = False
     # More threads than pysnc's pool keeps connections (10) log "pool is full": noise here.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    return client
+
+
+def pysnc_insert(client: pysnc.ServiceNowClient, table: str, values: dict[str, str]) -> str:
+    """Insert one record the way pysnc's users do; return its sys_id (pysnc raises on failure)."""
+    record = client.GlideRecord(table)
+    record.initialize()
+    for field, value in values.items():
+        record.set_value(field, value)
+    sys_id = record.insert()
+    if not sys_id:
+        raise RuntimeError(f"pysnc inserted nothing into {table}")
+    return str(sys_id)
+
+
+@contextlib.asynccontextmanager
+async def create_first_pysnc(
+    instance: Instance, agents: int, offered: Note, failed: Note
+) -> AsyncIterator[Arrive]:
+    """Create the Interaction with pysnc in a thread pool, then offer."""
+    client = pysnc_client(instance)
     pool = ThreadPoolExecutor(PYSNC_THREADS, thread_name_prefix="pysnc")
     loop = asyncio.get_running_loop()
 
-    def insert(call_id: str) -> str:
-        record = client.GlideRecord("interaction")
-        record.initialize()
-        for field, value in _interaction(call_id).items():
-            record.set_value(field, value)
-        return str(record.insert())
-
     async def create(call_id: str) -> str:
-        return await loop.run_in_executor(pool, insert, call_id)
+        return await loop.run_in_executor(
+            pool, pysnc_insert, client, "interaction", _interaction(call_id)
+        )
 
     try:
         async with _create_first(create, agents, offered, failed) as arrive:

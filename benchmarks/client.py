@@ -11,11 +11,21 @@ in one run, POST creates into `sn_openframe_phone_log` with Basic auth, at concu
 - ``raw/httpx`` and ``raw/aiohttp``: `httpx.AsyncClient.post` on the same two transports (bare
   httpx-aiohttp, without our error-mapping wrapper), with the same body and headers, the
   answer's status checked and ``result`` unwrapped;
-- ``raw/aiohttp-session``: `aiohttp.ClientSession.post`, the ceiling for Python here.
+- ``raw/aiohttp-session``: `aiohttp.ClientSession.post`, the ceiling for Python here;
+- ``pysnc``: ServiceNow's own Python client, `GlideRecord.insert()` (the offer-path suite's
+  code, ``benchmarks._contenders``), run in a pool of as many threads as the top concurrency
+  (32), since pysnc is synchronous: at concurrency c, c workers each wait on one insert in the
+  pool at a time. pysnc accepts only ``https://`` URLs, so it reaches a second fake, in its
+  own process, through a TLS-terminating proxy in that process (``benchmarks._tls``); its
+  requests session keeps 10 connections, so at c=32 it opens (and closes) extra ones, each
+  with a TLS handshake, as it does for its users;
+- ``raw/httpx-tls``: ``raw/httpx`` against that same TLS fake: what TLS and the proxy cost,
+  so that the pysnc figure can be read against httpx on the same path.
 
 Each measurement opens its own client, warms it up (its connections are open and the rate is
-known) and times a fixed number of creates: the number is sized once per candidate and
-concurrency from the first warm-up, to take about 0.8 s (quick) or 2 s. The candidates take
+known: 4 creates per worker, at least 50; 2 and 30 in quick mode) and times a fixed number of
+creates: the number is sized once per candidate and concurrency from the first warm-up, to
+take about 0.3 s (quick, at least 100 creates) or 2 s (at least 200). The candidates take
 turns, round after round, so that whatever else runs on the machine slows them alike; the
 figure is the median of the rounds. The client's overhead is the raw httpx rate divided by the
 client's rate on the same transport (1.0: none).
@@ -31,20 +41,25 @@ import base64
 import contextlib
 import itertools
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import attrs
 import httpx
 import httpx_aiohttp
 
 from callresilience.servicenow import BasicAuth, ServiceNowClient, aiohttp_transport
 
 from ._common import table
+from ._contenders import Instance, pysnc_client, pysnc_insert
 
 CONCURRENCIES = (1, 32)
 TABLE = "sn_openframe_phone_log"
@@ -64,22 +79,47 @@ from callresilience.cli import main
 sys.exit(main(["fake-servicenow", "--port", "0", "--lenient-tables", *sys.argv[1:]]))
 """
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@attrs.frozen
+class Sizes:
+    """How long each timed run lasts, and how much warm-up and counting it gets."""
+
+    seconds: float  # each timed run's aim
+    warm_per_worker: int  # warm-up creates per worker...
+    warm_least: int  # ...and at least this many
+    least: int  # timed creates, at least
+    repetitions: int  # rounds; the figure is their median
+
+
+QUICK = Sizes(seconds=0.3, warm_per_worker=2, warm_least=30, least=100, repetitions=3)
+FULL = Sizes(seconds=2.0, warm_per_worker=4, warm_least=50, least=200, repetitions=5)
+
 Send = Callable[[int], Awaitable[None]]
-Candidate = Callable[[str], contextlib.AbstractAsyncContextManager[Send]]
+Candidate = Callable[[Instance], contextlib.AbstractAsyncContextManager[Send]]
 
 
 @contextlib.contextmanager
-def serve_fake() -> Iterator[str]:
-    """Run the FakeServiceNow in its own process on 127.0.0.1; yield its base URL."""
-    command = [sys.executable, "-c", _SERVER, "--user", USER, "--password", PASSWORD]
+def serve_fake(*, tls: bool = False) -> Iterator[Instance]:
+    """Run the FakeServiceNow in its own process on 127.0.0.1; yield where to find it.
+
+    With `tls`, the fake is the offer-path suite's healthy one behind its TLS proxy
+    (``benchmarks._fake_conditions``), and the instance carries the certificate to trust.
+    """
+    if tls:
+        command = [sys.executable, "-m", "benchmarks._fake_conditions", "healthy", "--tls"]
+    else:
+        command = [sys.executable, "-c", _SERVER, "--user", USER, "--password", PASSWORD]
     # Our own interpreter running our own code: nothing here comes from outside.
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)  # noqa: S603
     try:
         assert server.stdout is not None
         base_url = server.stdout.readline().strip()
-        if not base_url.startswith("http://127.0.0.1:"):
+        cert = Path(server.stdout.readline().strip()) if tls else None
+        if not base_url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
             raise RuntimeError(f"the fake did not start (exit status {server.wait()})")
-        yield base_url
+        yield Instance(base_url, cert)
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -114,12 +154,15 @@ def _unwrap(status: int, body: Any) -> dict[str, Any]:
     return result
 
 
-def _httpx_transport() -> httpx.AsyncBaseTransport:
-    # What httpx.AsyncClient builds when given no transport (limits included).
-    return httpx.AsyncHTTPTransport()
+def _httpx_transport(instance: Instance | None = None) -> httpx.AsyncBaseTransport:
+    # What httpx.AsyncClient builds when given no transport (limits included), trusting the
+    # instance's throwaway certificate when it has one.
+    if instance is None or instance.cert is None:
+        return httpx.AsyncHTTPTransport()
+    return httpx.AsyncHTTPTransport(verify=ssl.create_default_context(cafile=instance.cert))
 
 
-def _bare_aiohttp_transport() -> httpx.AsyncBaseTransport:
+def _bare_aiohttp_transport(instance: Instance | None = None) -> httpx.AsyncBaseTransport:
     # The same as aiohttp_transport() builds, without our error-mapping wrapper.
     transport: httpx.AsyncBaseTransport = httpx_aiohttp.AiohttpTransport(
         limits=httpx.Limits(max_connections=100)
@@ -129,9 +172,9 @@ def _bare_aiohttp_transport() -> httpx.AsyncBaseTransport:
 
 def _client(make: Callable[[], httpx.AsyncBaseTransport], *, once: bool) -> Candidate:
     @contextlib.asynccontextmanager
-    async def candidate(base_url: str) -> AsyncIterator[Send]:
+    async def candidate(instance: Instance) -> AsyncIterator[Send]:
         auth = BasicAuth(USER, PASSWORD)
-        async with ServiceNowClient(base_url, auth=auth, transport=make()) as client:
+        async with ServiceNowClient(instance.url, auth=auth, transport=make()) as client:
 
             async def create(n: int) -> None:
                 await client.create(TABLE, _payload(n))
@@ -148,11 +191,12 @@ def _client(make: Callable[[], httpx.AsyncBaseTransport], *, once: bool) -> Cand
     return candidate
 
 
-def _raw_httpx(make: Callable[[], httpx.AsyncBaseTransport]) -> Candidate:
+def _raw_httpx(make: Callable[[Instance], httpx.AsyncBaseTransport]) -> Candidate:
     @contextlib.asynccontextmanager
-    async def candidate(base_url: str) -> AsyncIterator[Send]:
-        async with httpx.AsyncClient(transport=make(), timeout=_TIMEOUT) as client:
-            url = base_url + PATH
+    async def candidate(instance: Instance) -> AsyncIterator[Send]:
+        transport = make(instance)
+        async with httpx.AsyncClient(transport=transport, timeout=_TIMEOUT) as client:
+            url = instance.url + PATH
 
             async def create(n: int) -> None:
                 response = await client.post(url, json=_payload(n), headers=_HEADERS)
@@ -164,17 +208,33 @@ def _raw_httpx(make: Callable[[], httpx.AsyncBaseTransport]) -> Candidate:
 
 
 @contextlib.asynccontextmanager
-async def _raw_aiohttp(base_url: str) -> AsyncIterator[Send]:
+async def _raw_aiohttp(instance: Instance) -> AsyncIterator[Send]:
     timeout = aiohttp.ClientTimeout(sock_connect=5.0, sock_read=30.0, connect=5.0)
     connector = aiohttp.TCPConnector(limit=100)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        url = base_url + PATH
+        url = instance.url + PATH
 
         async def create(n: int) -> None:
             async with session.post(url, json=_payload(n), headers=_HEADERS) as response:
                 _unwrap(response.status, await response.json())
 
         yield create
+
+
+@contextlib.asynccontextmanager
+async def _pysnc(instance: Instance) -> AsyncIterator[Send]:
+    client = pysnc_client(instance)
+    pool = ThreadPoolExecutor(max(CONCURRENCIES), thread_name_prefix="pysnc")
+    loop = asyncio.get_running_loop()
+
+    async def create(n: int) -> None:
+        await loop.run_in_executor(pool, pysnc_insert, client, TABLE, _payload(n))
+
+    try:
+        yield create
+    finally:
+        pool.shutdown(wait=True)
+        client.session.close()
 
 
 CANDIDATES: dict[str, Candidate] = {
@@ -185,7 +245,10 @@ CANDIDATES: dict[str, Candidate] = {
     "raw/httpx": _raw_httpx(_httpx_transport),
     "raw/aiohttp": _raw_httpx(_bare_aiohttp_transport),
     "raw/aiohttp-session": _raw_aiohttp,
+    "raw/httpx-tls": _raw_httpx(_httpx_transport),
+    "pysnc": _pysnc,
 }
+OVER_TLS = frozenset({"raw/httpx-tls", "pysnc"})
 
 
 async def _drive(send: Send, numbers: Iterator[int], *, requests: int, concurrency: int) -> float:
@@ -205,53 +268,51 @@ async def _drive(send: Send, numbers: Iterator[int], *, requests: int, concurren
 
 async def _session(
     candidate: Candidate,
-    base_url: str,
+    instance: Instance,
     numbers: Iterator[int],
     *,
     concurrency: int,
     requests: int | None,
-    seconds: float,
+    sizes: Sizes,
 ) -> tuple[int, float]:
     """Open a client, warm it up, time `requests` creates; return the count and the rate.
 
-    With `requests` None, the count is sized from the warm-up rate to take about `seconds`.
+    With `requests` None, the count is sized from the warm-up rate to take about
+    `sizes.seconds`.
     """
-    async with candidate(base_url) as send:
+    async with candidate(instance) as send:
         # Opens the connections (and, the first time, gives the rate to size the count from).
-        warm = await _drive(
-            send, numbers, requests=max(50, 4 * concurrency), concurrency=concurrency
-        )
+        warm_up = max(sizes.warm_least, sizes.warm_per_worker * concurrency)
+        warm = await _drive(send, numbers, requests=warm_up, concurrency=concurrency)
         if requests is None:
-            requests = max(200, int(round(warm * seconds, -2)))
+            requests = max(sizes.least, int(round(warm * sizes.seconds, -2)))
         return requests, await _drive(send, numbers, requests=requests, concurrency=concurrency)
 
 
-async def _measure_all(
-    base_url: str, *, seconds: float, repetitions: int
-) -> dict[str, dict[str, Any]]:
+async def _measure_all(plain: Instance, tls: Instance, sizes: Sizes) -> dict[str, dict[str, Any]]:
     """Measure every candidate at every concurrency; return the medians and the runs."""
     numbers = itertools.count()  # every create has its own call_id
     breakdown: dict[str, dict[str, Any]] = {name: {} for name in CANDIDATES}
     for concurrency in CONCURRENCIES:
-        sizes: dict[str, int] = {}
+        counts: dict[str, int] = {}
         rates: dict[str, list[float]] = {name: [] for name in CANDIDATES}
         # Round-robin: whatever else the machine is doing slows every candidate alike, rather
         # than whoever happened to run at that moment.
-        for _ in range(repetitions):
+        for _ in range(sizes.repetitions):
             for name, candidate in CANDIDATES.items():
-                sizes[name], rate = await _session(
+                counts[name], rate = await _session(
                     candidate,
-                    base_url,
+                    tls if name in OVER_TLS else plain,
                     numbers,
                     concurrency=concurrency,
-                    requests=sizes.get(name),
-                    seconds=seconds,
+                    requests=counts.get(name),
+                    sizes=sizes,
                 )
                 rates[name].append(rate)
         for name, runs in rates.items():
             breakdown[name][str(concurrency)] = {
                 "creates_per_s": round(statistics.median(runs)),
-                "requests_per_repetition": sizes[name],
+                "requests_per_repetition": counts[name],
                 "repetitions": [round(rate) for rate in runs],
             }
     return breakdown
@@ -264,9 +325,9 @@ def _rate(breakdown: dict[str, Any], name: str, concurrency: int) -> int:
 
 def run(*, quick: bool) -> dict[str, Any]:
     """Run the client suite and print its table."""
-    seconds, repetitions = (0.8, 3) if quick else (2.0, 5)
-    with serve_fake() as base_url:
-        breakdown = asyncio.run(_measure_all(base_url, seconds=seconds, repetitions=repetitions))
+    sizes = QUICK if quick else FULL
+    with serve_fake() as plain, serve_fake(tls=True) as tls:
+        breakdown = asyncio.run(_measure_all(plain, tls, sizes))
     top = max(CONCURRENCIES)
     default = default_transport()
     overhead = {
@@ -286,21 +347,33 @@ def run(*, quick: bool) -> dict[str, Any]:
         "create_once_per_s": _rate(breakdown, f"create_once/{default}", top),
         "httpx_raw_creates_per_s": _rate(breakdown, "raw/httpx", top),
         "aiohttp_raw_creates_per_s": _rate(breakdown, "raw/aiohttp-session", top),
+        "pysnc_creates_per_s": _rate(breakdown, "pysnc", top),
+        "httpx_raw_tls_creates_per_s": _rate(breakdown, "raw/httpx-tls", top),
+        "concurrency": top,
+        "pysnc_threads": max(CONCURRENCIES),
         "client_overhead_ratio": {t: by_c[str(top)] for t, by_c in overhead.items()},
         "client_overhead_ratio_by_concurrency": overhead,
         "by_candidate": breakdown,
-        "seconds_per_repetition": seconds,
-        "repetitions": repetitions,
+        "seconds_per_repetition": sizes.seconds,
+        "repetitions": sizes.repetitions,
     }
     rows = []
     for name in CANDIDATES:
         figures = "  ".join(f"{_rate(breakdown, name, c):>6,}/s" for c in CONCURRENCIES)
-        note = " (default)" if name == f"client/{default}" else ""
-        rows.append((name, figures, note.strip()))
+        note = "(default)" if name == f"client/{default}" else ""
+        if name in OVER_TLS:
+            note = "over TLS, through the proxy"
+        if name == "pysnc":
+            note += f"; {max(CONCURRENCIES)} threads"
+        rows.append((name, figures, note))
     for transport, by_c in overhead.items():
         figures = "  ".join(f"{by_c[str(c)]:>7.2f}x" for c in CONCURRENCIES)
         rows.append((f"overhead vs raw, {transport}", figures, f"aim <= {TARGET_OVERHEAD}x"))
     header = "  ".join(f"{'c=' + str(c):>8}" for c in CONCURRENCIES)
     rows.insert(0, ("", header, ""))
-    table(f"client: POST creates over loopback HTTP to the fake, median of {repetitions}", rows)
+    table(
+        f"client: POST creates over loopback HTTP to the fake, median of {sizes.repetitions} "
+        f"rounds of about {sizes.seconds:g} s each",
+        rows,
+    )
     return results

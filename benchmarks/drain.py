@@ -117,8 +117,12 @@ async def _drain(entries: int) -> dict[str, Any]:
 
 
 def run(*, quick: bool) -> dict[str, Any]:
-    """Drain a backlog (6,000 entries quick, 10,000 full) and print the figures."""
-    result = asyncio.run(_drain(6_000 if quick else 10_000))
+    """Drain a backlog (2,000 entries quick, 10,000 full) and print the figures.
+
+    The quick drain lasts about 10 s instead of 50 s, so the drainer's first second, before it
+    has learned the limit, weighs five times as much in its efficiency.
+    """
+    result = asyncio.run(_drain(2_000 if quick else 10_000))
     table(
         f"drain: {result['entries']:,} entries against {LIMIT} requests/s over loopback",
         [

@@ -141,7 +141,7 @@ def _best(runs: int, measure: Any, *args: Any) -> float:
 
 def run(*, quick: bool) -> dict[str, Any]:
     """Run the router suite and print its table."""
-    agents, calls, runs = (1_000, 10_000, 3) if quick else (1_000, 10_000, 5)
+    agents, calls, runs = (1_000, 10_000, 2) if quick else (1_000, 10_000, 5)
     results: dict[str, Any] = {"agents": agents, "queued_calls": calls}
     per_strategy = {
         strategy.value: round(_best(runs, drain, strategy, agents, calls)) for strategy in Strategy
