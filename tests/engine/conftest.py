@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 
 from callresilience import Agent, Call, OfferOutcome, RouterConfig
@@ -120,17 +121,26 @@ def config() -> EngineConfig:
 
 
 @contextlib.asynccontextmanager
-async def build_rig(config: EngineConfig) -> AsyncIterator[Rig]:
-    """Start an engine with ada and ben logged in and ready."""
+async def build_rig(
+    config: EngineConfig,
+    *,
+    agents: Sequence[Agent] = (ADA, BEN),
+    route: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
+) -> AsyncIterator[Rig]:
+    """Start an engine with `agents` (ada and ben) logged in and ready.
+
+    `route` wraps the fake's transport (to cut one of several routes to it, say).
+    """
     clock = ManualClock()
     fake = FakeServiceNow(clock=clock, user="sn", password="pw")
     channel = RecordingChannel(clock)
-    engine = Engine(config, channel, clock=clock, transport=fake.transport(), store=MemoryJournal())
+    transport = fake.transport() if route is None else route(fake.transport())
+    engine = Engine(config, channel, clock=clock, transport=transport, store=MemoryJournal())
     events: list[Any] = []
     engine.subscribe(events.append)
     async with engine:
-        await engine.login(ADA, ready=True)
-        await engine.login(BEN, ready=True)
+        for agent in agents:
+            await engine.login(agent, ready=True)
         yield Rig(clock, fake, channel, engine, events)
 
 

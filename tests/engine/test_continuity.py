@@ -23,13 +23,12 @@ from callresilience import (
     TransferTargetUnavailable,
     UnknownAgent,
 )
-from callresilience.engine import AgentNotified, EndpointChanged, Engine, EngineConfig, Notice
+from callresilience.engine import AgentNotified, EndpointChanged, EngineConfig, Notice
 from callresilience.health import IncidentChanged, ModeChanged, NodeLinkChanged
-from callresilience.journal import MemoryJournal
 from callresilience.routing import AgentActivity, CallConnected
-from callresilience.testing import FakeServiceNow, ManualClock, RefuseConnections
+from callresilience.testing import RefuseConnections
 
-from .conftest import RecordingChannel, Rig, make_config
+from .conftest import Rig, build_rig, make_config
 
 pytestmark = pytest.mark.anyio
 
@@ -50,6 +49,11 @@ class Routes(httpx.AsyncBaseTransport):
     primary_down: bool = False
     hosts: list[str] = attrs.Factory(list)
 
+    def attach(self, fake: httpx.AsyncBaseTransport) -> Routes:
+        """Lead both routes to `fake`."""
+        self.fake = fake
+        return self
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.hosts.append(request.url.host)
         if self.primary_down and request.url.host == httpx.URL(PRIMARY).host:
@@ -61,24 +65,9 @@ async def start(
     config: EngineConfig, agents: list[Agent], transport: Routes | None = None
 ) -> AsyncIterator[Rig]:
     """An engine on virtual time with `agents` logged in and ready."""
-    clock = ManualClock()
-    fake = FakeServiceNow(clock=clock, user="sn", password="pw")
-    channel = RecordingChannel(clock)
-    if transport is not None:
-        transport.fake = fake.transport()
-    engine = Engine(
-        config,
-        channel,
-        clock=clock,
-        transport=transport or fake.transport(),
-        store=MemoryJournal(),
-    )
-    events: list[Any] = []
-    engine.subscribe(events.append)
-    async with engine:
-        for agent in agents:
-            await engine.login(agent, ready=True)
-        yield Rig(clock, fake, channel, engine, events)
+    route = None if transport is None else transport.attach
+    async with build_rig(config, agents=agents, route=route) as rig:
+        yield rig
 
 
 @pytest.fixture

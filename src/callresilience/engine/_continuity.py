@@ -109,8 +109,8 @@ class Continuity:
         self._incidents = IncidentBook()
         self._notices = NoticeBoard(config.notice_deadline)
         self._links = LinkMonitor(config.node_timeout)
-        self._agents: dict[str, frozenset[str]] = {}
-        self._groups: dict[str, frozenset[str]] = {}
+        self._agents: set[str] = set()  # logged in; their scopes are the router's to tell
+        self._groups: set[str] = set()  # journal groups seen: scope names joined by ","
         self._checks: dict[str, asyncio.Task[None]] = {}
         self._heartbeats: list[str] = []  # from node checks, applied by `advance`
         self._healthy_since: float | None = None
@@ -128,25 +128,25 @@ class Continuity:
         scopes = self.scopes(agent)
         name = ",".join(sorted(scopes))
         if name not in self._groups:
-            self._groups[name] = scopes
+            self._groups.add(name)
             self._hold()
         return name
 
     def in_resiliency(self, agent: Agent | None) -> bool:
         """Whether any scope of `agent` (the default scope for None) is in resiliency mode."""
-        scopes = self.scopes(agent) if agent else frozenset({self._config.default_scope})
-        return any(self._modes.mode(scope) is Mode.RESILIENCY for scope in scopes)
+        return self._resilient(
+            self.scopes(agent) if agent else frozenset({self._config.default_scope})
+        )
 
     def mode(self, scope: str) -> Mode:
         """The mode of a scope."""
         return self._modes.mode(check_identifier("scope", scope))
 
+    def _resilient(self, scopes: Iterable[str]) -> bool:
+        return any(self._modes.mode(scope) is Mode.RESILIENCY for scope in scopes)
+
     def _hold(self) -> None:
-        held = {
-            name
-            for name, scopes in self._groups.items()
-            if any(self._modes.mode(scope) is Mode.RESILIENCY for scope in scopes)
-        }
+        held = {name for name in self._groups if self._resilient(name.split(","))}
         if held != self._drainer.held:
             self._drainer.hold(held)
 
@@ -155,7 +155,7 @@ class Continuity:
     def logged_in(self, agent: Agent) -> None:
         """An agent logged in: it learns at once of any scope of it in resiliency mode."""
         scopes = self.scopes(agent)
-        self._agents[agent.agent_id] = scopes
+        self._agents.add(agent.agent_id)
         now = self._clock.now()
         for scope in sorted(scopes):
             self._modes.add_scope(scope)
@@ -166,7 +166,7 @@ class Continuity:
 
     def logged_out(self, agent_id: str) -> None:
         """An agent logged out: what it was still to be told is dropped."""
-        self._agents.pop(agent_id, None)
+        self._agents.discard(agent_id)
         self._notices.agent_gone(agent_id)
 
     def calls_moved(self) -> None:
@@ -275,8 +275,8 @@ class Continuity:
             self._emit(change)
             agents = [
                 (agent_id, self._busy(agent_id))
-                for agent_id, scopes in sorted(self._agents.items())
-                if change.scope in scopes
+                for agent_id in sorted(self._agents)
+                if change.scope in self.scopes(self._router.agent(agent_id).agent)
             ]
             self._send(self._notices.mode_changed(change, agents, now))
         self._hold()

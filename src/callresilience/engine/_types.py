@@ -9,8 +9,8 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import attrs
 
-from .._errors import InvalidInput
 from .._model import Agent, Call, check_identifier
+from .._validators import seconds_above_zero
 from ..health import IncidentChanged, Mode, ModeChanged, ModeConfig, NodeLinkChanged
 from ..journal import DrainerConfig, RecordDead, RecordWritten
 from ..resilience import BreakerStateChanged
@@ -207,11 +207,6 @@ def _urls(value: str | Sequence[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0:
-        raise InvalidInput(f"{attribute.name}: give seconds > 0", field=attribute.name)
-
-
 def _scope(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
     check_identifier(attribute.name, value)
 
@@ -259,13 +254,13 @@ class EngineConfig:
     drainer: DrainerConfig = attrs.field(factory=DrainerConfig)
     records: RecordMapping = attrs.field(factory=RecordMapping)
     auto_accept: bool = False
-    open_interaction_timeout: float = attrs.field(default=5.0, validator=_positive)
-    read_timeout: float = attrs.field(default=30.0, validator=_positive)
+    open_interaction_timeout: float = attrs.field(default=5.0, validator=seconds_above_zero)
+    read_timeout: float = attrs.field(default=30.0, validator=seconds_above_zero)
     modes: ModeConfig = attrs.field(factory=ModeConfig)
     default_scope: str = attrs.field(default="default", validator=_scope)
-    notice_deadline: float = attrs.field(default=30.0, validator=_positive)
-    node_timeout: float = attrs.field(default=15.0, validator=_positive)
-    failback_after: float = attrs.field(default=60.0, validator=_positive)
-    failback_probe_every: float = attrs.field(default=10.0, validator=_positive)
+    notice_deadline: float = attrs.field(default=30.0, validator=seconds_above_zero)
+    node_timeout: float = attrs.field(default=15.0, validator=seconds_above_zero)
+    failback_after: float = attrs.field(default=60.0, validator=seconds_above_zero)
+    failback_probe_every: float = attrs.field(default=10.0, validator=seconds_above_zero)
     transfer_check: TransferCheck | None = attrs.field(default=None, eq=False, repr=False)
-    transfer_check_timeout: float = attrs.field(default=2.0, validator=_positive)
+    transfer_check_timeout: float = attrs.field(default=2.0, validator=seconds_above_zero)

@@ -20,6 +20,7 @@ import attrs
 
 from .._errors import InvalidInput
 from .._model import check_identifier
+from .._validators import seconds_at_least_zero
 
 __all__ = ["ComponentStatus", "Mode", "ModeChanged", "ModeConfig", "ModeController"]
 
@@ -45,11 +46,6 @@ class Mode(enum.Enum):
     RESILIENCY = "resiliency"
 
 
-def _seconds(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value >= 0:
-        raise InvalidInput(f"{attribute.name}: give seconds >= 0", field=attribute.name)
-
-
 @attrs.frozen
 class ModeConfig:
     """The hysteresis.
@@ -60,8 +56,8 @@ class ModeConfig:
         degraded_counts: Whether `degraded` counts as failing (by default only `outage` does).
     """
 
-    enter_after: float = attrs.field(default=10.0, validator=_seconds)
-    leave_after: float = attrs.field(default=60.0, validator=_seconds)
+    enter_after: float = attrs.field(default=10.0, validator=seconds_at_least_zero)
+    leave_after: float = attrs.field(default=60.0, validator=seconds_at_least_zero)
     degraded_counts: bool = False
 
 

@@ -48,6 +48,7 @@ from .._errors import (
     ServiceNowError,
     TransientError,
 )
+from .._validators import at_least_one, seconds_at_least_zero
 from ..resilience import (
     Backoff,
     BreakerConfig,
@@ -186,16 +187,6 @@ class RecordDead:
 DrainerEvent: TypeAlias = RecordWritten | RecordDead | BreakerStateChanged
 
 
-def _count(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInput(f"{attribute.name}: give a whole number >= 1", field=attribute.name)
-
-
-def _seconds(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value >= 0:
-        raise InvalidInput(f"{attribute.name}: give seconds >= 0", field=attribute.name)
-
-
 @attrs.frozen
 class DrainerConfig:
     """How the drainer works the journal.
@@ -219,17 +210,17 @@ class DrainerConfig:
         hold_over: A `Retry-After` longer than this holds every request, not just the entry.
     """
 
-    concurrency: int = attrs.field(default=16, validator=_count)
-    batch: int = attrs.field(default=64, validator=_count)
-    lease: float = attrs.field(default=120.0, validator=_seconds)
-    idle_poll: float = attrs.field(default=1.0, validator=_seconds)
-    attempts: int = attrs.field(default=2, validator=_count)
+    concurrency: int = attrs.field(default=16, validator=at_least_one)
+    batch: int = attrs.field(default=64, validator=at_least_one)
+    lease: float = attrs.field(default=120.0, validator=seconds_at_least_zero)
+    idle_poll: float = attrs.field(default=1.0, validator=seconds_at_least_zero)
+    attempts: int = attrs.field(default=2, validator=at_least_one)
     backoff: Backoff = attrs.field(factory=Backoff)
-    settle: float = attrs.field(default=65.0, validator=_seconds)
+    settle: float = attrs.field(default=65.0, validator=seconds_at_least_zero)
     breaker: BreakerConfig = attrs.field(factory=BreakerConfig)
     rate: float = 50.0
     learn_rate: bool = True
-    hold_over: float = attrs.field(default=5.0, validator=_seconds)
+    hold_over: float = attrs.field(default=5.0, validator=seconds_at_least_zero)
 
     def __attrs_post_init__(self) -> None:
         if self.lease < self.settle + 10:

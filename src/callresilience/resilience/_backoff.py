@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import timedelta
 from typing import Any
 
 import attrs
 
 from .._errors import InvalidInput
+from .._validators import as_seconds
 
 __all__ = ["Backoff"]
-
-
-def _seconds(value: float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -43,10 +39,10 @@ class Backoff:
         max_retry_after: The longest `Retry-After` obeyed; longer ones are cut to this.
     """
 
-    initial: float = attrs.field(default=0.5, converter=_seconds, validator=_positive)
+    initial: float = attrs.field(default=0.5, converter=as_seconds, validator=_positive)
     multiplier: float = attrs.field(default=2.0, validator=_positive)
-    cap: float = attrs.field(default=60.0, converter=_seconds, validator=_positive)
-    max_retry_after: float = attrs.field(default=300.0, converter=_seconds, validator=_positive)
+    cap: float = attrs.field(default=60.0, converter=as_seconds, validator=_positive)
+    max_retry_after: float = attrs.field(default=300.0, converter=as_seconds, validator=_positive)
 
     def ceiling(self, retry: int) -> float:
         """Return the largest wait before retry number `retry` (1 is the first retry)."""

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from .._errors import InvalidInput
-from ._backoff import _seconds
+from .._validators import as_seconds, at_least_one, seconds_at_least_zero
 
 __all__ = ["BreakerConfig", "BreakerState", "BreakerStateChanged", "CircuitBreaker"]
 
@@ -40,16 +40,6 @@ class BreakerState(enum.Enum):
 def _fraction(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0 < value <= 1:
         raise InvalidInput(f"{attribute.name}: give a fraction in (0, 1]", field=attribute.name)
-
-
-def _at_least_one(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInput(f"{attribute.name}: give a whole number >= 1", field=attribute.name)
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value >= 0:
-        raise InvalidInput(f"{attribute.name}: give seconds >= 0", field=attribute.name)
 
 
 @attrs.frozen
@@ -71,12 +61,14 @@ class BreakerConfig:
     """
 
     failure_rate: float = attrs.field(default=0.5, validator=_fraction)
-    window: int = attrs.field(default=20, validator=_at_least_one)
-    minimum_calls: int = attrs.field(default=5, validator=_at_least_one)
-    open_wait: float = attrs.field(default=10.0, converter=_seconds, validator=_non_negative)
-    probes: int = attrs.field(default=2, validator=_at_least_one)
+    window: int = attrs.field(default=20, validator=at_least_one)
+    minimum_calls: int = attrs.field(default=5, validator=at_least_one)
+    open_wait: float = attrs.field(
+        default=10.0, converter=as_seconds, validator=seconds_at_least_zero
+    )
+    probes: int = attrs.field(default=2, validator=at_least_one)
     max_half_open_wait: float = attrs.field(
-        default=30.0, converter=_seconds, validator=_non_negative
+        default=30.0, converter=as_seconds, validator=seconds_at_least_zero
     )
 
 

@@ -17,6 +17,7 @@ import attrs
 
 from .._errors import InvalidInput
 from .._model import Agent, Call, check_identifier
+from .._validators import as_seconds
 
 __all__ = [
     "AgentActivity",
@@ -122,12 +123,8 @@ class Strategy(enum.Enum):
     RANDOM = "random"
 
 
-def _seconds(value: float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
 def _optional_seconds(value: float | timedelta | None) -> float | None:
-    return None if value is None else _seconds(value)
+    return None if value is None else as_seconds(value)
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
@@ -230,11 +227,15 @@ class RouterConfig:
             (an accept after the caller hung up) and refuse reused ids.
     """
 
-    offer_timeout: float = attrs.field(default=20.0, converter=_seconds, validator=_positive)
-    wrap_up_time: float = attrs.field(default=0.0, converter=_seconds, validator=_non_negative)
-    reject_delay: float = attrs.field(default=5.0, converter=_seconds, validator=_non_negative)
-    no_answer_delay: float = attrs.field(default=10.0, converter=_seconds, validator=_non_negative)
-    unreachable_delay: float = attrs.field(default=5.0, converter=_seconds, validator=_non_negative)
+    offer_timeout: float = attrs.field(default=20.0, converter=as_seconds, validator=_positive)
+    wrap_up_time: float = attrs.field(default=0.0, converter=as_seconds, validator=_non_negative)
+    reject_delay: float = attrs.field(default=5.0, converter=as_seconds, validator=_non_negative)
+    no_answer_delay: float = attrs.field(
+        default=10.0, converter=as_seconds, validator=_non_negative
+    )
+    unreachable_delay: float = attrs.field(
+        default=5.0, converter=as_seconds, validator=_non_negative
+    )
     max_no_answer: int | None = attrs.field(default=3, validator=_optional_count)
     max_rejects: int | None = attrs.field(default=None, validator=_optional_count)
     max_unreachable: int | None = attrs.field(default=3, validator=_optional_count)
