@@ -12,7 +12,13 @@ import attrs
 
 from ._errors import InvalidInput
 
-__all__ = ["as_seconds", "at_least_one", "seconds_above_zero", "seconds_at_least_zero"]
+__all__ = [
+    "as_seconds",
+    "at_least_one",
+    "positive_seconds",
+    "seconds_above_zero",
+    "seconds_at_least_zero",
+]
 
 
 def as_seconds(value: float | timedelta) -> float:
@@ -26,10 +32,16 @@ def seconds_at_least_zero(instance: object, attribute: attrs.Attribute[Any], val
         raise InvalidInput(f"{attribute.name}: give seconds >= 0", field=attribute.name)
 
 
+def positive_seconds(field: str, value: object) -> float:
+    """Return `value` as seconds if it is a number above zero, else raise `InvalidInput`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InvalidInput(f"{field}: give seconds > 0", field=field)
+    return float(value)
+
+
 def seconds_above_zero(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     """Refuse a duration of zero or less (or NaN)."""
-    if not value > 0:
-        raise InvalidInput(f"{attribute.name}: give seconds > 0", field=attribute.name)
+    positive_seconds(attribute.name, value)
 
 
 def at_least_one(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:

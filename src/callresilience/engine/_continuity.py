@@ -17,6 +17,7 @@ from typing import Any, Final
 from .._clock import Clock, wait_within
 from .._errors import CallResilienceError, InvalidInput
 from .._model import Agent, check_identifier
+from .._validators import positive_seconds
 from ..health import (
     ComponentStatus,
     IncidentBook,
@@ -306,8 +307,7 @@ class Continuity:
                 "check: give an async function returning True while the node is reachable",
                 field="check",
             )
-        if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
-            raise InvalidInput("interval: give seconds > 0", field="interval")
+        interval = positive_seconds("interval", interval)
         self._links.watch(node, self._clock.now())
         if check is None:
             return

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import attrs
 
-from .._errors import InvalidInput
 from .._model import check_identifier
+from .._validators import positive_seconds
 
 __all__ = ["LinkMonitor", "NodeLinkChanged"]
 
@@ -33,9 +33,7 @@ class LinkMonitor:
     """
 
     def __init__(self, timeout: float = 15.0) -> None:
-        if not timeout > 0:
-            raise InvalidInput("timeout: give seconds > 0", field="timeout")
-        self._timeout = float(timeout)
+        self._timeout = positive_seconds("timeout", timeout)
         self._last: dict[str, float] = {}
         self._down: set[str] = set()
 

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from .._errors import InvalidInput
+from .._validators import positive_seconds
 from ._modes import Mode, ModeChanged
 
 __all__ = ["ModeNotice", "NoticeBoard"]
@@ -52,9 +53,7 @@ class NoticeBoard:
     """
 
     def __init__(self, deadline: float = 30.0) -> None:
-        if not deadline > 0:
-            raise InvalidInput("deadline: give seconds > 0", field="deadline")
-        self._deadline = float(deadline)
+        self._deadline = positive_seconds("deadline", deadline)
         self._next_id = 1
         # (agent, scope) -> the notice waiting for the call's end, or for an acknowledgement.
         self._waiting: dict[tuple[str, str], _Waiting] = {}
