@@ -11,9 +11,11 @@ PACKAGES = [
     "callresilience.engine",
     "callresilience.health",
     "callresilience.journal",
+    "callresilience.metrics",
     "callresilience.resilience",
     "callresilience.routing",
     "callresilience.servicenow",
+    "callresilience.sim",
     "callresilience.testing",
 ]
 

@@ -1,18 +1,4 @@
-"""Prometheus metrics for an engine (needs the `metrics` extra: ``prometheus-client``).
-
-::
-
-    metrics = Metrics()                                   # a fresh CollectorRegistry
-    engine = Engine(config, channel, transport=metrics.instrument())
-    metrics.attach(engine)                                # counters from the engine's events
-    await metrics.refresh(engine)                         # gauges from engine.status()
-
-Counters and the breaker and mode gauges follow the engine's events as they happen; the journal
-gauges, the calls waiting and the agents by state are read from `Engine.status()` by
-`refresh` (call it before each scrape, or every few seconds with `poll`). ServiceNow request
-latency is measured by a transport wrapper (`instrument`) given to the engine, so the client
-needs no hook of its own. See ``docs/operations.md`` for every name and label.
-"""
+"""The Prometheus metrics: counters from events, gauges from `status()`, request latency."""
 
 from __future__ import annotations
 
@@ -24,17 +10,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
-from .engine import CallOffered, OfferRejected, OfferTimedOut
-from .health import Mode, ModeChanged
-from .journal import RecordDead, RecordWritten
-from .resilience import BreakerState, BreakerStateChanged
-from .routing import CallAbandoned, CallConnected, CallEnded, CallOverflowed, CallRedirected
+from ..engine import CallOffered, OfferRejected, OfferTimedOut
+from ..health import Mode, ModeChanged
+from ..journal import RecordDead, RecordWritten
+from ..resilience import BreakerState, BreakerStateChanged
+from ..routing import CallAbandoned, CallConnected, CallEnded, CallOverflowed, CallRedirected
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from ._clock import Clock
-    from .engine import Engine
+    from .._clock import Clock
+    from ..engine import Engine
 
 __all__ = ["LATENCY_BUCKETS", "Metrics", "TimedTransport"]
 
