@@ -39,7 +39,7 @@ from ._types import AgentChannel, AgentNotified, EndpointChanged, EngineConfig, 
 
 __all__ = ["INSTANCE", "Continuity"]
 
-log = logging.getLogger("callresilience.engine")
+log = logging.getLogger("callresilience.engine.continuity")
 
 #: The component name of the ServiceNow instance; every scope depends on it.
 INSTANCE: Final = "servicenow"

@@ -36,7 +36,7 @@ __all__ = [
     "make_authenticator",
 ]
 
-log = logging.getLogger("callresilience.servicenow")
+log = logging.getLogger("callresilience.servicenow.auth")
 
 _FORBIDDEN: Final = frozenset("\r\n\x00")
 
