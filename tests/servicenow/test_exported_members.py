@@ -13,6 +13,7 @@ def test_exported_members() -> None:
         "ApiKey",
         "Auth",
         "BasicAuth",
+        "BatchRequest",
         "BearerToken",
         "CreateResult",
         "OAuth2ClientCredentials",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import socket
 import ssl
 import statistics
@@ -43,6 +42,7 @@ from ..servicenow import (
     OAuth2RefreshToken,
     ServiceNowClient,
 )
+from ..servicenow._checks import TABLE_RE
 
 __all__ = ["CheckConfig", "ConfigError", "load_config", "register", "run_check"]
 
@@ -63,7 +63,6 @@ AUTH_KINDS: Final = (
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 _SLOW: Final = 2.0  # seconds: a median probe above this is worth a warning
-_TABLE_RE: Final = re.compile(r"[a-z0-9_]+")
 
 
 class ConfigError(Exception):
@@ -112,7 +111,7 @@ class _Env:
 
     def table(self, name: str, default: str) -> str:
         value = self.text(name, default)
-        if not _TABLE_RE.fullmatch(value):
+        if not TABLE_RE.fullmatch(value):
             raise ConfigError(
                 f"{PREFIX}{name}: {value!r} is not a table name (lowercase letters, digits, '_')"
             )

@@ -16,7 +16,7 @@ from ._auth import (
     OAuth2Password,
     OAuth2RefreshToken,
 )
-from ._client import CreateResult, QueryResult, Record, ServiceNowClient, ref_value
+from ._client import BatchRequest, CreateResult, QueryResult, Record, ServiceNowClient, ref_value
 from ._query import Query
 from ._transport import aiohttp_transport
 
@@ -24,6 +24,7 @@ __all__ = [
     "ApiKey",
     "Auth",
     "BasicAuth",
+    "BatchRequest",
     "BearerToken",
     "CreateResult",
     "OAuth2ClientCredentials",

@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import re
 import ssl
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import timedelta
@@ -33,10 +33,13 @@ from .._errors import (
 )
 from .._model import check_sys_id
 from ._auth import Auth, make_authenticator
+from ._batch import BATCH_PATH, BatchRequest, batch_body, batch_outcomes
+from ._checks import check_payload, check_table, ref_value, with_correlation
 from ._classify import (
     Decoded,
     classify_exception,
     classify_response,
+    classify_status,
     endpoint_failed,
     is_write,
     may_still_run,
@@ -47,39 +50,23 @@ from ._endpoints import Endpoints
 from ._headers import parse_rate_limit
 from ._query import Query, check_field
 
-__all__ = ["CreateResult", "QueryResult", "Record", "ServiceNowClient", "ref_value"]
+__all__ = [
+    "BatchRequest",
+    "CreateResult",
+    "QueryResult",
+    "Record",
+    "ServiceNowClient",
+    "ref_value",
+]
 
 log = logging.getLogger("callresilience.servicenow")
 
 #: A record as the Table API returns it: field name to value (strings, or reference dicts).
 Record: TypeAlias = dict[str, Any]
 
-_TABLE_RE: Final = re.compile(r"[a-z0-9_]+")
-_PAYLOAD_KEY_RE: Final = re.compile(r"[a-z0-9_]+")
 # Both, on every request: ServiceNow answers 400 to a write that lacks either.
 _JSON_HEADERS: Final = {"Accept": "application/json", "Content-Type": "application/json"}
 _TABLE_PATH: Final = "/api/now/table/"
-
-
-def ref_value(value: object) -> str | None:
-    """Return the sys_id (or plain value) of a field, whichever form it came in.
-
-    Reference fields come back as ``{"link": ".../sys_user/<id>", "value": "<id>"}``, or as
-    the bare ``"<id>"`` with ``sysparm_exclude_reference_link=true``; other fields are plain
-    strings. Empty values become None.
-
-    >>> ref_value({"link": "https://x/api/now/table/sys_user/abc", "value": "abc"})
-    'abc'
-    >>> ref_value("abc")
-    'abc'
-    >>> ref_value("") is None
-    True
-    """
-    if isinstance(value, Mapping):
-        value = value.get("value")
-    if isinstance(value, str) and value:
-        return value
-    return None
 
 
 @attrs.frozen
@@ -119,36 +106,6 @@ class CreateResult:
     def sys_id(self) -> str | None:
         """The record's sys_id."""
         return ref_value(self.record.get("sys_id"))
-
-
-def _check_table(table: object) -> str:
-    if not isinstance(table, str) or not _TABLE_RE.fullmatch(table):
-        raise InvalidInput(
-            "table: not a ServiceNow table name; use lowercase letters, digits and '_' "
-            "(e.g. 'sn_openframe_phone_log')",
-            field="table",
-        )
-    return table
-
-
-def _check_payload(payload: object) -> dict[str, Any]:
-    if not isinstance(payload, Mapping):
-        raise InvalidInput("payload: expected a mapping of field names to values", field="payload")
-    for key in payload:
-        if not isinstance(key, str) or not _PAYLOAD_KEY_RE.fullmatch(key):
-            raise InvalidInput(
-                "payload: every key must be a field name of lowercase letters, digits and '_'",
-                field="payload",
-            )
-    try:
-        json.dumps(payload, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as error:
-        raise InvalidInput(
-            f"payload: not JSON ({type(error).__name__}); give strings, numbers, booleans, "
-            "None, lists and mappings",
-            field="payload",
-        ) from None
-    return dict(payload)
 
 
 def _fields_param(fields: Iterable[str] | None) -> dict[str, str]:
@@ -248,7 +205,7 @@ class ServiceNowClient:
             )
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._create_attempts = _whole(create_attempts, name="create_attempts", least=1)
-        self._probe_table = _check_table(probe_table)
+        self._probe_table = check_table(probe_table)
         self._exclude_reference_link = bool(exclude_reference_link)
         self._auth_setting = auth
         self._auth = make_authenticator(auth, clock=self._clock, post=self._post_form)
@@ -336,7 +293,7 @@ class ServiceNowClient:
             PermanentError: The instance refused it.
             AuthenticationError: The credentials were refused.
         """
-        path = _TABLE_PATH + _check_table(table)
+        path = _TABLE_PATH + check_table(table)
         decoded = await self._call("POST", path, params=_fields_param(fields), payload=payload)
         return self._record(decoded, "POST", path)
 
@@ -347,7 +304,7 @@ class ServiceNowClient:
             PermanentError: With status_code 404 when there is no such record or an ACL hides
                 it; others as for `create`, except that a read is never ambiguous.
         """
-        path = f"{_TABLE_PATH}{_check_table(table)}/{check_sys_id('sys_id', sys_id)}"
+        path = f"{_TABLE_PATH}{check_table(table)}/{check_sys_id('sys_id', sys_id)}"
         decoded = await self._call("GET", path, params=_fields_param(fields))
         return self._record(decoded, "GET", path)
 
@@ -376,7 +333,7 @@ class ServiceNowClient:
         Raises:
             InvalidInput: When `query` is not a `Query`, or an option is invalid.
         """
-        path = _TABLE_PATH + _check_table(table)
+        path = _TABLE_PATH + check_table(table)
         if query is not None and not isinstance(query, Query):
             raise InvalidInput(
                 "query: build it with Query() (e.g. Query().eq('call_id', call_id)); strings "
@@ -422,7 +379,7 @@ class ServiceNowClient:
                 again; appending to a journal field (work notes) is not.
             TransientError, PermanentError, AuthenticationError: As for `create`.
         """
-        path = f"{_TABLE_PATH}{_check_table(table)}/{check_sys_id('sys_id', sys_id)}"
+        path = f"{_TABLE_PATH}{check_table(table)}/{check_sys_id('sys_id', sys_id)}"
         decoded = await self._call("PATCH", path, params=_fields_param(fields), payload=payload)
         return self._record(decoded, "PATCH", path)
 
@@ -471,6 +428,74 @@ class ServiceNowClient:
             self._endpoint_changed(previous, url, reason)
         return changed
 
+    async def batch(self, requests: Iterable[BatchRequest]) -> list[Record | ServiceNowError]:
+        """Send several writes in one round trip through the Batch API; return each outcome.
+
+        The instance runs them one after the other and not atomically, so each has its own
+        outcome, in the order given: the record as the instance stored it, or the error the
+        same request sent alone would have raised. A sub-request the instance did not run
+        (unserviced) gets a `TransientError`; one its answer does not mention, an
+        `AmbiguousError`.
+
+        Args:
+            requests: Built with `BatchRequest.create` and `BatchRequest.update`.
+
+        Raises:
+            InvalidInput: When `requests` is empty or holds something else.
+            TransientError: Nothing was run (a connect failure; `RateLimited` for a 429).
+            AmbiguousError: The batch was sent and no usable answer came: any of its writes
+                may have been committed.
+            PermanentError: The instance refused the batch itself (the Batch API is not
+                available to the integration user, for example).
+            AuthenticationError: The credentials were refused.
+        """
+        try:
+            requests = list(requests)
+        except TypeError:
+            requests = []
+        if not requests or not all(isinstance(r, BatchRequest) for r in requests):
+            raise InvalidInput(
+                "requests: give one or more BatchRequest (BatchRequest.create(...), "
+                "BatchRequest.update(...))",
+                field="requests",
+            )
+        query = "?sysparm_exclude_reference_link=true" if self._exclude_reference_link else ""
+        body = batch_body(uuid.uuid4().hex, requests, query)
+        response = await self._authorized(
+            "POST", BATCH_PATH, params=None, body=body, write=True, references=False
+        )
+        action = f"POST {BATCH_PATH}"
+        now = self._clock.time()
+        if not 200 <= response.status_code < 300:
+            raise _logged(
+                classify_status(
+                    status_code=response.status_code,
+                    headers=response.headers,
+                    content=response.content,
+                    write=True,
+                    action=action,
+                    now=now,
+                )
+            )
+        try:
+            answer = json.loads(response.content)
+        except (ValueError, RecursionError):
+            answer = None
+        outcomes = batch_outcomes(requests, answer, now)
+        if outcomes is None:
+            raise _logged(
+                AmbiguousError(
+                    f"{action}: the instance answered {response.status_code} but the body is "
+                    "not a batch answer; any of its writes may have been committed, look the "
+                    "records up before sending them again",
+                    status_code=response.status_code,
+                )
+            )
+        for outcome in outcomes:
+            if isinstance(outcome, ServiceNowError):
+                _logged(outcome)
+        return outcomes
+
     async def create_once(
         self,
         table: str,
@@ -518,28 +543,9 @@ class ServiceNowClient:
             PermanentError, AuthenticationError: As for `create`.
             UnsafeQueryValue: When the correlation value cannot go into a query.
         """
-        table = _check_table(table)
-        if not (
-            isinstance(correlation, tuple | list)
-            and len(correlation) == 2
-            and all(isinstance(part, str) for part in correlation)
-        ):
-            raise InvalidInput(
-                "correlation: give (field, value), two strings, e.g. ('correlation_id', call_id)",
-                field="correlation",
-            )
-        field, value = correlation
+        table = check_table(table)
+        body, field, value = with_correlation(payload, correlation)
         lookup = Query().eq(field, value).order_by("sys_created_on")
-        if not value:
-            raise InvalidInput(f"{field}: the correlation value must not be empty", field=field)
-        body = _check_payload(payload)
-        if field not in body:
-            body[field] = value
-        elif ref_value(body[field]) != value:
-            raise InvalidInput(
-                f"payload[{field!r}]: differs from the correlation value; they must be equal",
-                field=field,
-            )
         limit = self._create_attempts if max_attempts is None else max_attempts
         limit = _whole(limit, name="max_attempts", least=1)
 
@@ -630,10 +636,37 @@ class ServiceNowClient:
         payload: Mapping[str, Any] | None = None,
     ) -> Decoded:
         write = is_write(method)
-        action = f"{method} {path}"
-        body = _check_payload(payload) if payload is not None else None
+        body = check_payload(payload) if payload is not None else None
+        response = await self._authorized(method, path, params=params, body=body, write=write)
+        outcome = classify_response(
+            status_code=response.status_code,
+            headers=response.headers,
+            content=response.content,
+            write=write,
+            action=f"{method} {path}",
+            now=self._clock.time(),
+        )
+        if isinstance(outcome, ServiceNowError):
+            raise _logged(outcome)
+        return outcome
+
+    async def _authorized(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None,
+        body: dict[str, Any] | None,
+        write: bool,
+        references: bool = True,
+    ) -> httpx.Response:
+        """Send a request with credentials, renewing an OAuth2 token once on a 401.
+
+        `references`: the request returns records, so it asks for bare reference values if
+        the client was told to (a batch asks in each of its sub-requests instead).
+        """
         params = dict(params or {})
-        if self._exclude_reference_link:
+        if references and self._exclude_reference_link:
             params["sysparm_exclude_reference_link"] = "true"
         renewed = False
         while True:
@@ -648,24 +681,11 @@ class ServiceNowClient:
             )
             if response.status_code == 401 and self._auth.reauthenticates and not renewed:
                 # A 401 means the request was not run, so sending it again is safe.
-                log.info("%s: 401, renewing the OAuth2 token once", action)
+                log.info("%s %s: 401, renewing the OAuth2 token once", method, path)
                 self._auth.invalidate(marker)
                 renewed = True
                 continue
-            outcome = classify_response(
-                status_code=response.status_code,
-                headers=response.headers,
-                content=response.content,
-                write=write,
-                action=action,
-                now=self._clock.time(),
-            )
-            if isinstance(outcome, ServiceNowError):
-                # A refusal is the caller's to report; trouble with the instance is ours.
-                level = logging.INFO if isinstance(outcome, PermanentError) else logging.WARNING
-                log.log(level, "%s", outcome)
-                raise outcome
-            return outcome
+            return response
 
     async def _send(
         self,
@@ -731,6 +751,13 @@ class ServiceNowClient:
 
 #: The endpoint a probe is pinned to, for every request made on its behalf (token included).
 _PINNED: ContextVar[str | None] = ContextVar("callresilience_pinned_endpoint", default=None)
+
+
+def _logged(error: ServiceNowError) -> ServiceNowError:
+    """Log an error about to be raised: a refusal is the caller's to report, trouble ours."""
+    level = logging.INFO if isinstance(error, PermanentError) else logging.WARNING
+    log.log(level, "%s", error)
+    return error
 
 
 def _no_record_found(error: PermanentError) -> bool:
