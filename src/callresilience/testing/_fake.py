@@ -1,10 +1,14 @@
-"""The FakeServiceNow: an in-memory Table API and OAuth token endpoint with scripted faults.
+"""The FakeServiceNow: an in-memory Table API, Batch API and OAuth token endpoint with faults.
 
 The core (`FakeServiceNow._process`) turns one request into one answer synchronously: it
 routes, authenticates, applies rate limits and touches the tables. The async shell around it
 (`FakeServiceNow._exchange`) applies the connection-level faults and latency on the injected
 clock. Two thin adapters sit on top: `FakeTransport` for httpx in process, and the ASGI app in
 `_server.py` for loopback HTTP.
+
+A Batch API request is parsed once in the shell (its sub-requests' tables scope the faults
+that apply to it); the core then runs each sub-request through the same path as a request of
+its own (`_answer`), without building an HTTP request per sub-request.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import base64
 import binascii
 import contextlib
 import hmac
+import http
 import json
 import random
 import re
@@ -22,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import attrs
 import httpx
@@ -37,6 +42,7 @@ from ._faults import (
     FaultSchedule,
     Hibernating,
     RefuseConnections,
+    ServiceUnavailable,
     TransactionCancelled,
 )
 
@@ -78,6 +84,9 @@ _SYSTEM_FIELDS = (
     "sys_mod_count",
 )
 _TABLE_PATH = re.compile(r"^/api/now(?:/(v1|v2))?/table/([^/]+)(?:/([^/]+))?/?$")
+_BATCH_PATH = re.compile(r"^/api/now(?:/v1)?/batch/?$")
+_AUTH_HEADERS = ("authorization", "x-sn-apikey")  # what a sub-request takes from its batch
+_REASONS = {status.value: status.phrase for status in http.HTTPStatus}
 _TABLE_NAME = re.compile(r"[a-z0-9_]+")
 _DEFAULT_LIMIT = 10000
 _CANCELLED = "Transaction cancelled: maximum execution time exceeded"
@@ -108,8 +117,10 @@ class RecordedRequest:
             answered), `"dropped"` (connection closed without an answer) or `"timed_out"`
             (the client gave up during a latency fault; the instance finished the work later).
         committed: Whether the request changed a table.
-        at: When it arrived, on the fake's monotonic clock.
+        at: When it arrived, on the fake's monotonic clock (a sub-request: when its batch did).
         fault: The name of the fault that shaped the answer, or None.
+        batch_id: For a sub-request of a Batch API request, the batch's `batch_request_id`;
+            None for every request that arrived on its own (the batch request included).
     """
 
     method: str
@@ -122,6 +133,7 @@ class RecordedRequest:
     committed: bool
     at: float
     fault: str | None = None
+    batch_id: str | None = None
 
     @property
     def params(self) -> dict[str, str]:
@@ -163,7 +175,7 @@ class _Outcome:
 
 @attrs.frozen
 class _Route:
-    kind: Literal["table", "oauth", "unknown"]
+    kind: Literal["table", "oauth", "batch", "unknown"]
     version: str | None = None
     table: str | None = None
     sys_id: str | None = None
@@ -180,6 +192,37 @@ class _Result:
     response: _Response
     committed: bool = False
     sys_id: str | None = None
+
+
+@attrs.frozen
+class _SubRequest:
+    """One sub-request of a batch, ready to run, with the faults decided for it."""
+
+    id: str
+    request: _Request
+    route: _Route
+    decision: Decision
+    exclude_headers: bool
+
+
+@attrs.frozen
+class _Batch:
+    """A well-formed Batch API request: the sub-requests to run and the ids left out."""
+
+    id: str
+    serviced: tuple[_SubRequest, ...]
+    unserviced: tuple[str, ...]
+
+
+@attrs.frozen
+class _Malformed:
+    """A batch that cannot be read: the 400 to answer."""
+
+    message: str
+    detail: str
+
+
+_NO_FAULT = Decision()
 
 
 @attrs.define
@@ -212,11 +255,48 @@ def _truthy(value: str | None) -> bool:
 
 @attrs.define(kw_only=True)
 class FakeServiceNow:
-    """An in-memory ServiceNow instance: Table API, OAuth token endpoint and scripted faults.
+    """An in-memory ServiceNow instance: Table API, Batch API, OAuth token endpoint and faults.
 
     With no credentials configured the instance is open. Otherwise a request must carry
     basic auth for `user`/`password`, a bearer token from `/oauth_token.do`, or the
     `x-sn-apikey` header with `api_key`.
+
+    The Batch API (`POST /api/now/v1/batch`, also `/api/now/batch`) takes
+    `{"batch_request_id", "rest_requests": [{"id", "method", "url", "headers", "body",
+    "exclude_response_headers"}]}` (bodies base64) and answers 200 with
+    `{"batch_request_id", "serviced_requests": [{"id", "status_code", "status_text",
+    "headers", "body", "execution_time"}], "unserviced_requests": [ids]}`. The outer request
+    is authenticated like any other (401, nothing run) and must send JSON (`Accept` and
+    `Content-Type`, as a Table API write); a batch that cannot be read (not JSON,
+    `batch_request_id` given but not a string (when absent it is echoed as `""`),
+    `rest_requests` not a list, an item without a string `id`, `method` and `url`, headers
+    that are not a list of `{"name", "value"}` strings, a body that is not base64, a repeated
+    id) is answered 400 and nothing runs. The sub-requests run in order, each as a request of
+    its own with the batch's credentials (`Authorization`, `x-sn-apikey`; a sub-request's own
+    are ignored) and its own other headers, so each is authenticated, counted by the rate
+    limits (a denied one answers 429) and commits or fails alone; a URL that is not a Table
+    API path (the batch path included) answers the 400 for an unknown resource. Each
+    sub-request is logged in `requests` with the batch's id in `batch_id`, then the batch
+    request itself (table None, committed when any sub-request committed). Beyond
+    `batch_limit`, sub-requests are not run and their ids are listed in
+    `unserviced_requests`. Records, sys_ids and numbers come out exactly as if the
+    sub-requests had been sent one by one.
+
+    Faults and batches. Faults scheduled with `tables=None` are decided once, for the batch
+    request (method POST, no table), and act on it as on any request: a refused or
+    black-holed connection, latency (past the client's read timeout the batch runs late and
+    its answer is never delivered), and a 503 or hibernation page for the whole batch, with
+    nothing run. `DropResponse(commit=True)` runs the batch and drops its answer;
+    `DropResponse(commit=False)` and `TransactionCancelled()` run nothing;
+    `TransactionCancelled(commit=True)` runs the batch and answers 500; `BrokenOk` runs it and
+    breaks its 200. Faults scoped to tables are decided for each sub-request that runs, with
+    its method and table, and never for the batch request: a 503, hibernation page,
+    `TransactionCancelled`, `BrokenOk` or `ExpireTokens` acts on that sub-request only; a
+    `DropResponse` drops the whole batch's answer once every sub-request has run (that one
+    committing only with `commit=True`); a refused or black-holed connection stops the whole
+    batch before anything runs, and latencies add up to delay the whole batch. When a batch's
+    answer is not delivered (dropped or too late), its sub-requests are logged with that
+    outcome and no status, as a single request would be.
 
     Attributes:
         clock: Where time comes from: record timestamps (`time()`), fault windows, token
@@ -235,6 +315,8 @@ class FakeServiceNow:
             `FakeServiceNow.DEFAULT_REFERENCE_FIELDS`.
         accept_client_sys_id: Honour a `sys_id` in a POST body (unverified on real instances,
             so off by default).
+        batch_limit: The most sub-requests run per Batch API request; the rest are listed in
+            `unserviced_requests` and not run. None for no limit.
     """
 
     DEFAULT_REFERENCE_FIELDS: ClassVar[Mapping[str, Mapping[str, str]]] = DEFAULT_REFERENCE_FIELDS
@@ -250,9 +332,15 @@ class FakeServiceNow:
     strict_tables: bool = True
     reference_fields: Mapping[str, Mapping[str, str]] = DEFAULT_REFERENCE_FIELDS
     accept_client_sys_id: bool = False
+    batch_limit: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
     faults: FaultSchedule = attrs.field(init=False)
     _rng: random.Random = attrs.field(init=False, repr=False)
     _ids: random.Random = attrs.field(init=False, repr=False)
+    # Transaction ids of batch answers: drawn apart from `_ids`, so that a batch leaves the
+    # sys_ids of later records as the same requests sent one by one would.
+    _batch_ids: random.Random = attrs.field(init=False, repr=False)
     _tables: dict[str, _Table] = attrs.field(init=False, factory=dict, repr=False)
     _requests: list[RecordedRequest] = attrs.field(init=False, factory=list, repr=False)
     _tokens: dict[str, _Token] = attrs.field(init=False, factory=dict, repr=False)
@@ -264,6 +352,7 @@ class FakeServiceNow:
         self.faults = FaultSchedule(self.clock)
         self._rng = random.Random(self.seed)
         self._ids = random.Random(f"sys_id:{self.seed}")
+        self._batch_ids = random.Random(f"batch:{self.seed}")
         for name in _SEEDED_TABLES:
             self.create_table(name)
         for user_name, first, last in _AGENTS:
@@ -381,7 +470,10 @@ class FakeServiceNow:
 
     @property
     def requests(self) -> tuple[RecordedRequest, ...]:
-        """Every request received so far, in order of completion."""
+        """Every request received so far, in order of completion.
+
+        The sub-requests of a batch come in their order, just before the batch request.
+        """
         return tuple(self._requests)
 
     def clear_requests(self) -> None:
@@ -463,6 +555,11 @@ class FakeServiceNow:
         at = self.clock.now()
         route = _route(request)
         decision = self.faults.decide(method=request.method, table=route.table, rng=self._rng)
+        batch: _Batch | _Malformed | None = None
+        if route.kind == "batch" and request.method == "POST":
+            batch = self._plan_batch(request)
+            if isinstance(batch, _Batch) and batch.serviced:
+                decision = _for_batch(decision, batch)
         if isinstance(decision.connection, RefuseConnections):
             self._log(
                 request,
@@ -490,20 +587,29 @@ class FakeServiceNow:
         if decision.latency > 0:
             if read_timeout is not None and decision.latency > read_timeout:
                 await self.clock.sleep(read_timeout)
-                rest = self._late(request, route, decision, at, decision.latency - read_timeout)
+                rest = self._late(
+                    request, route, decision, at, decision.latency - read_timeout, batch=batch
+                )
                 if spawn is None:
                     rest.close()
                 else:
                     spawn(rest)
                 return _Outcome("timed_out")
             await self.clock.sleep(decision.latency)
-        return self._process(request, route, decision, at)
+        return self._process(request, route, decision, at, batch=batch)
 
     async def _late(
-        self, request: _Request, route: _Route, decision: Decision, at: float, rest: float
+        self,
+        request: _Request,
+        route: _Route,
+        decision: Decision,
+        at: float,
+        rest: float,
+        *,
+        batch: _Batch | _Malformed | None,
     ) -> None:
         await self.clock.sleep(rest)
-        self._process(request, route, decision, at, delivered=False)
+        self._process(request, route, decision, at, delivered=False, batch=batch)
 
     async def _hold(
         self, read_timeout: float | None, interrupt: Callable[[], Awaitable[None]] | None
@@ -537,30 +643,12 @@ class FakeServiceNow:
         at: float,
         *,
         delivered: bool = True,
+        batch: _Batch | _Malformed | None = None,
     ) -> _Outcome:
         """Answer one request that reached the instance, and log it."""
-        fault: object = None
-        if decision.instance is not None:
-            fault = decision.instance
-            if isinstance(fault, Hibernating):
-                response = _Response(
-                    200, (("Content-Type", "text/html;charset=UTF-8"),), _HIBERNATING_PAGE.encode()
-                )
-            else:
-                headers = (
-                    () if fault.retry_after is None else (("Retry-After", str(fault.retry_after)),)
-                )
-                response = self._error(
-                    503,
-                    "Service Unavailable",
-                    "The instance is temporarily unavailable; try again later.",
-                    headers,
-                )
-            result = _Result(response)
-        else:
-            if decision.expire_tokens:
-                self.expire_tokens()
-            result, fault = self._handle(request, route, decision)
+        if batch is not None:
+            return self._process_batch(request, route, decision, at, batch, delivered=delivered)
+        result, fault = self._answer(request, route, decision)
         outcome = _Outcome("answered", result.response)
         if isinstance(fault, DropResponse):
             outcome = _Outcome("dropped")
@@ -577,10 +665,195 @@ class FakeServiceNow:
         )
         return outcome
 
+    def _answer(
+        self, request: _Request, route: _Route, decision: Decision
+    ) -> tuple[_Result, object]:
+        """The instance stage, then the request itself; also runs each sub-request of a batch."""
+        if decision.instance is not None:
+            return _Result(self._unavailable(decision.instance)), decision.instance
+        if decision.expire_tokens:
+            self.expire_tokens()
+        return self._handle(request, route, decision)
+
+    def _unavailable(
+        self, fault: Hibernating | ServiceUnavailable, ids: random.Random | None = None
+    ) -> _Response:
+        if isinstance(fault, Hibernating):
+            return _Response(
+                200, (("Content-Type", "text/html;charset=UTF-8"),), _HIBERNATING_PAGE.encode()
+            )
+        headers = () if fault.retry_after is None else (("Retry-After", str(fault.retry_after)),)
+        return self._error(
+            503,
+            "Service Unavailable",
+            "The instance is temporarily unavailable; try again later.",
+            headers,
+            ids=ids,
+        )
+
+    # -- the Batch API ---------------------------------------------------------------------------
+
+    def _plan_batch(self, request: _Request) -> _Batch | _Malformed:
+        """Read a batch and decide the table-scoped faults of each sub-request that will run.
+
+        Pure but for the fault draws; nothing runs and nothing is logged here.
+        """
+        try:
+            payload = json.loads(request.body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            payload = None
+        if not isinstance(payload, dict):
+            return _Malformed("Exception while reading request", "The payload is not valid JSON.")
+        batch_id = payload.get("batch_request_id", "")
+        items = payload.get("rest_requests")
+        if not isinstance(batch_id, str):
+            return _Malformed("Invalid batch request", "batch_request_id must be a string")
+        if not isinstance(items, list):
+            return _Malformed("Invalid batch request", "rest_requests must be a list")
+        parsed: list[tuple[str, str, str, dict[str, str], bytes, bool]] = []
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            read = _read_item(item, seen)
+            if isinstance(read, str):
+                return _Malformed("Invalid batch request", f"rest_requests[{index}]: {read}")
+            parsed.append(read)
+        limit = len(parsed) if self.batch_limit is None else self.batch_limit
+        auth = {k: v for k in _AUTH_HEADERS if (v := request.headers.get(k)) is not None}
+        # Without table-scoped faults there is nothing to decide (and nothing to draw).
+        scoped = any(entry.tables is not None for entry in self.faults.entries)
+        serviced: list[_SubRequest] = []
+        for ident, method, url, headers, body, exclude in parsed[:limit]:
+            path, _, query = url.partition("?")
+            if "%" in path:
+                path = unquote(path)
+            headers.update(auth)
+            sub = _Request(method, path, query, headers, body, request.base_url)
+            route = _route(sub)
+            decision = _NO_FAULT
+            if route.kind != "table":
+                route = _Route("unknown")
+            elif scoped:
+                decision = self.faults.decide(
+                    method=method, table=route.table, rng=self._rng, table_scoped_only=True
+                )
+            serviced.append(_SubRequest(ident, sub, route, decision, exclude))
+        unserviced = tuple(item[0] for item in parsed[limit:])
+        return _Batch(batch_id, tuple(serviced), unserviced)
+
+    def _process_batch(
+        self,
+        request: _Request,
+        route: _Route,
+        decision: Decision,
+        at: float,
+        batch: _Batch | _Malformed,
+        *,
+        delivered: bool,
+    ) -> _Outcome:
+        """Answer a batch that reached the instance, and log its sub-requests, then itself."""
+        ran: list[tuple[_SubRequest, _Result, object]] = []
+        fault: object = decision.instance
+        if decision.instance is not None:
+            response = self._unavailable(decision.instance, self._batch_ids)
+        else:
+            if decision.expire_tokens:
+                self.expire_tokens()
+            response, fault = self._run_batch(request, decision, batch, ran)
+        dropping = next((f for _, _, f in ran if isinstance(f, DropResponse)), None)
+        if dropping is not None and not isinstance(fault, DropResponse):
+            fault = dropping  # a sub-request's drop loses the whole answer
+        kind: Outcome = "answered"
+        if not delivered:
+            kind = "timed_out"
+        elif isinstance(fault, DropResponse):
+            kind = "dropped"
+        batch_id = batch.id if isinstance(batch, _Batch) else None
+        unanswered = _Outcome(kind)
+        for sub, result, sub_fault in ran:
+            self._log(
+                sub.request,
+                route=sub.route,
+                at=at,
+                outcome=_Outcome(kind, result.response) if kind == "answered" else unanswered,
+                committed=result.committed,
+                sys_id=result.sys_id,
+                fault=sub_fault,
+                batch_id=batch_id,
+            )
+        outcome = _Outcome(kind, response) if kind == "answered" else unanswered
+        committed = any(result.committed for _, result, _ in ran)
+        self._log(
+            request,
+            route=route,
+            at=at,
+            outcome=outcome,
+            committed=committed,
+            sys_id=None,
+            fault=fault,
+        )
+        return outcome
+
+    def _run_batch(
+        self,
+        request: _Request,
+        decision: Decision,
+        batch: _Batch | _Malformed,
+        ran: list[tuple[_SubRequest, _Result, object]],
+    ) -> tuple[_Response, object]:
+        """Authenticate and check the batch, run its sub-requests (appended to `ran`), answer."""
+        ids = self._batch_ids
+        if self._authenticate(request) is None:
+            return self._unauthenticated(ids), None
+        problem = _media_problem(request)
+        if problem is not None:
+            return self._error(*problem, ids=ids), None
+        if isinstance(batch, _Malformed):
+            return self._error(400, batch.message, batch.detail, ids=ids), None
+        fault = decision.processing
+        if isinstance(fault, DropResponse) and not fault.commit:
+            return self._error(500, "dropped", None, ids=ids), fault
+        if isinstance(fault, TransactionCancelled) and not fault.commit:
+            return self._cancelled(ids), fault
+        serviced: list[dict[str, object]] = []
+        now = self.clock.now
+        b64encode = base64.b64encode
+        for sub in batch.serviced:
+            start = now()
+            result, sub_fault = self._answer(sub.request, sub.route, sub.decision)
+            answer = result.response
+            ran.append((sub, result, sub_fault))
+            serviced.append(
+                {
+                    "id": sub.id,
+                    "status_code": answer.status,
+                    "status_text": _REASONS.get(answer.status, ""),
+                    "headers": []
+                    if sub.exclude_headers
+                    else [{"name": name, "value": value} for name, value in answer.headers],
+                    "body": b64encode(answer.body).decode("ascii"),
+                    "execution_time": round((now() - start) * 1000),
+                }
+            )
+        payload = {
+            "batch_request_id": batch.id,
+            "serviced_requests": serviced,
+            "unserviced_requests": list(batch.unserviced),
+        }
+        response = self._json(200, payload, ids=ids)
+        if isinstance(fault, TransactionCancelled):
+            response = self._cancelled(ids)
+        elif isinstance(fault, BrokenOk):
+            response = _broken(response)
+        return response, fault
+
+    # -- one request -----------------------------------------------------------------------------
+
     def _handle(
         self, request: _Request, route: _Route, decision: Decision
     ) -> tuple[_Result, object]:
         table = route.table
+        if route.kind == "batch":  # a POST went to _process_batch
+            return _Result(self._error(405, "Method not Supported", None)), None
         if route.kind == "oauth":
             if request.method != "POST":
                 return _Result(self._error(405, "Method not Supported", None)), None
@@ -806,10 +1079,13 @@ class FakeServiceNow:
 
     # -- answers ---------------------------------------------------------------------------------
 
-    def _headers(self, logged_in: bool = True) -> tuple[tuple[str, str], ...]:
+    def _headers(
+        self, logged_in: bool = True, ids: random.Random | None = None
+    ) -> tuple[tuple[str, str], ...]:
+        transaction = (ids or self._ids).getrandbits(48)
         return (
             ("X-Is-Logged-In", "true" if logged_in else "false"),
-            ("X-Transaction-ID", f"{self._ids.getrandbits(48):012x}"),
+            ("X-Transaction-ID", f"{transaction:012x}"),
             ("Pragma", "no-store,no-cache"),
             ("Cache-Control", "no-cache,no-store,must-revalidate,max-age=-1"),
             ("Expires", "0"),
@@ -822,12 +1098,13 @@ class FakeServiceNow:
         *,
         extra: tuple[tuple[str, str], ...] = (),
         logged_in: bool = True,
+        ids: random.Random | None = None,
     ) -> _Response:
         if payload is None:
-            return _Response(status, self._headers(logged_in) + extra, b"")
+            return _Response(status, self._headers(logged_in, ids) + extra, b"")
         body = json.dumps(payload, separators=(",", ":")).encode()
         content_type = (("Content-Type", "application/json;charset=UTF-8"),)
-        return _Response(status, content_type + self._headers(logged_in) + extra, body)
+        return _Response(status, content_type + self._headers(logged_in, ids) + extra, body)
 
     def _empty(self, status: int) -> _Response:
         return _Response(status, self._headers(), b"")
@@ -838,16 +1115,19 @@ class FakeServiceNow:
         message: str,
         detail: str | None,
         extra: tuple[tuple[str, str], ...] = (),
+        *,
+        ids: random.Random | None = None,
     ) -> _Response:
         body = {"error": {"message": message, "detail": detail}, "status": "failure"}
-        return self._json(status, body, extra=extra, logged_in=status != 401)
+        return self._json(status, body, extra=extra, logged_in=status != 401, ids=ids)
 
-    def _unauthenticated(self) -> _Response:
+    def _unauthenticated(self, ids: random.Random | None = None) -> _Response:
         return self._error(
             401,
             "User Not Authenticated",
             "Required to provide Auth information",
             (("WWW-Authenticate", 'BASIC realm="Service-now"'),),
+            ids=ids,
         )
 
     def _not_found(self) -> _Response:
@@ -855,8 +1135,8 @@ class FakeServiceNow:
             404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"
         )
 
-    def _cancelled(self) -> _Response:
-        return self._error(500, _CANCELLED, f"{_CANCELLED}. Check logs for error trace.")
+    def _cancelled(self, ids: random.Random | None = None) -> _Response:
+        return self._error(500, _CANCELLED, f"{_CANCELLED}. Check logs for error trace.", ids=ids)
 
     def _log(
         self,
@@ -868,6 +1148,7 @@ class FakeServiceNow:
         committed: bool,
         sys_id: str | None,
         fault: object,
+        batch_id: str | None = None,
     ) -> None:
         status = outcome.response.status if outcome.response is not None else None
         self._requests.append(
@@ -882,6 +1163,7 @@ class FakeServiceNow:
                 committed=committed,
                 at=at,
                 fault=None if fault is None else type(fault).__name__,
+                batch_id=batch_id,
             )
         )
 
@@ -891,8 +1173,61 @@ def _route(request: _Request) -> _Route:
         return _Route("oauth")
     match = _TABLE_PATH.match(request.path)
     if match is None:
-        return _Route("unknown")
+        return _Route("batch" if _BATCH_PATH.match(request.path) else "unknown")
     return _Route("table", match.group(1), match.group(2), match.group(3))
+
+
+def _read_item(
+    item: object, seen: set[str]
+) -> tuple[str, str, str, dict[str, str], bytes, bool] | str:
+    """Read one entry of `rest_requests`; a string says what is wrong with it."""
+    if not isinstance(item, dict):
+        return "not an object"
+    ident, method, url = item.get("id"), item.get("method"), item.get("url")
+    if not (isinstance(ident, str) and isinstance(method, str) and isinstance(url, str)):
+        return "id, method and url must be strings"
+    if ident in seen:
+        return f"id {ident!r} is repeated"
+    seen.add(ident)
+    raw_headers = item.get("headers")
+    if raw_headers is None:
+        raw_headers = []
+    if not isinstance(raw_headers, list):
+        return "headers must be a list"
+    headers: dict[str, str] = {}
+    for header in raw_headers:
+        name = header.get("name") if isinstance(header, dict) else None
+        value = header.get("value") if isinstance(header, dict) else None
+        if not (isinstance(name, str) and isinstance(value, str)):
+            return "each header needs a string name and value"
+        name = name.lower()
+        if name not in _AUTH_HEADERS:
+            headers[name] = value
+    encoded = item.get("body")
+    if encoded is None:
+        encoded = ""
+    if not isinstance(encoded, str):
+        return "body must be a base64 string"
+    try:
+        body = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return "body is not valid base64"
+    exclude = item.get("exclude_response_headers", False)
+    if not isinstance(exclude, bool):
+        return "exclude_response_headers must be a boolean"
+    return ident, method.upper(), url, headers, body, exclude
+
+
+def _for_batch(decision: Decision, batch: _Batch) -> Decision:
+    """Add the connection faults and latency of the sub-requests to the batch's decision."""
+    connection = decision.connection
+    latency = decision.latency
+    for sub in batch.serviced:
+        connection = connection or sub.decision.connection
+        latency += sub.decision.latency
+    if connection is decision.connection and latency == decision.latency:
+        return decision
+    return attrs.evolve(decision, connection=connection, latency=latency)
 
 
 def _basic(credentials: str) -> tuple[str, str]:

@@ -295,6 +295,7 @@ def decide(
     table: str | None,
     now: float,
     rng: random.Random,
+    table_scoped_only: bool = False,
 ) -> Decision:
     """Decide what the scheduled faults do to one request.
 
@@ -309,6 +310,9 @@ def decide(
         table: The table of a Table API request, or None.
         now: The fake's monotonic time.
         rng: The fake's seeded generator.
+        table_scoped_only: Consider only entries scoped to tables (`tables` not None). The
+            fake decides this way for each sub-request of a Batch API request, whose
+            unscoped faults were already decided once for the batch as a whole.
 
     Returns:
         The decision.
@@ -320,7 +324,7 @@ def decide(
     expire = False
     for entry in entries:
         fault = entry.fault
-        if isinstance(fault, RateLimit):
+        if isinstance(fault, RateLimit) or (table_scoped_only and entry.tables is None):
             continue
         if not (entry.active(now) and entry.matches(method, table)):
             continue
@@ -477,9 +481,23 @@ class FaultSchedule:
         self._windows.clear()
         self._changed()
 
-    def decide(self, *, method: str, table: str | None, rng: random.Random) -> Decision:
+    def decide(
+        self,
+        *,
+        method: str,
+        table: str | None,
+        rng: random.Random,
+        table_scoped_only: bool = False,
+    ) -> Decision:
         """Run `decide()` over the schedule at the clock's current time."""
-        return decide(self._entries, method=method, table=table, now=self._clock.now(), rng=rng)
+        return decide(
+            self._entries,
+            method=method,
+            table=table,
+            now=self._clock.now(),
+            rng=rng,
+            table_scoped_only=table_scoped_only,
+        )
 
     def check_rate_limits(self, *, method: str, table: str) -> RateLimitVerdict | None:
         """Count one Table API request against the active rate-limit rules in scope.
