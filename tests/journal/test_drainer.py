@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 
 from callresilience.journal import (
@@ -94,23 +95,34 @@ class Rig:
         return [r for r in self.fake.records(table) if r.get(field) == value]
 
 
-@pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    """A rig on virtual time; the client times out after 5 s of fake time."""
-    clock = ManualClock(autojump=True)
-    fake = FakeServiceNow(clock=clock, user="sn", password="pw", strict_tables=True)
+def build_rig(
+    clock: ManualClock,
+    fake: FakeServiceNow,
+    config: DrainerConfig = CONFIG,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Rig:
+    """A rig whose client times out after 5 s of fake time (enter `rig.client` to use it)."""
     client = ServiceNowClient(
         "https://fake.service-now.com",
         auth=BasicAuth("sn", "pw"),
-        transport=fake.transport(),
+        transport=transport or fake.transport(),
         clock=clock,
         read_timeout=5.0,
     )
     store = MemoryJournal()
     events: list[Any] = []
-    drainer = Drainer(store, client, CONFIG, clock=clock, on_event=events.append, owner="w1")
-    async with client:
-        yield Rig(clock, fake, client, store, drainer, events)
+    drainer = Drainer(store, client, config, clock=clock, on_event=events.append, owner="w1")
+    return Rig(clock, fake, client, store, drainer, events)
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    """A rig on virtual time."""
+    clock = ManualClock(autojump=True)
+    fake = FakeServiceNow(clock=clock, user="sn", password="pw", strict_tables=True)
+    rig = build_rig(clock, fake)
+    async with rig.client:
+        yield rig
 
 
 def assert_once(rig: Rig, call_id: str) -> None:

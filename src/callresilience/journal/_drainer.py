@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from typing import Any, Final, TypeAlias
 
 import attrs
@@ -58,7 +59,7 @@ from ..resilience import (
     TokenBucket,
     retrying,
 )
-from ..servicenow import Query, ServiceNowClient
+from ..servicenow import BatchRequest, Query, Record, ServiceNowClient, ref_value
 from ..servicenow._classify import may_still_run
 from ._errors import LeaseLost
 from ._fold import CREATE, FOLDED, UPDATE
@@ -208,6 +209,13 @@ class DrainerConfig:
             False).
         learn_rate: Learn the instance's rate from 429s and throughput.
         hold_over: A `Retry-After` longer than this holds every request, not just the entry.
+        per_request: Entries sent in one HTTP request. 1 sends each entry as a Table API
+            request of its own; more sends up to this many together through ServiceNow's
+            Batch API (`ServiceNowClient.batch`), which saves a round trip per entry when a
+            backlog drains or calls come fast. Batched entries get no quick retries in
+            process, and a create that may have been written earlier is always sent alone
+            (it is looked up first). Should the instance refuse the Batch API itself, the
+            drainer logs it and sends entries one by one from then on.
     """
 
     concurrency: int = attrs.field(default=16, validator=at_least_one)
@@ -221,6 +229,7 @@ class DrainerConfig:
     rate: float = 50.0
     learn_rate: bool = True
     hold_over: float = attrs.field(default=5.0, validator=seconds_at_least_zero)
+    per_request: int = attrs.field(default=1, validator=at_least_one)
 
     def __attrs_post_init__(self) -> None:
         if self.lease < self.settle + 10:
@@ -290,6 +299,8 @@ class Drainer:
         # A create may be posted only this long after the claim, so that the transaction of
         # a post by a worker that then died is over before its lease runs out.
         self._post_window = self._config.lease - self._config.settle
+        # Cleared for good when the instance refuses the Batch API itself.
+        self._batching = self._config.per_request > 1
 
     def __repr__(self) -> str:
         return f"<Drainer owner={self._owner!r} in_flight={len(self._running)}>"
@@ -354,7 +365,7 @@ class Drainer:
         For tests and tools: the background loop does the same continuously.
         """
         entries = await self._claim()
-        await asyncio.gather(*(self._run(entry) for entry in entries))
+        await asyncio.gather(*(work() for work in self._works(entries)))
         return len(entries)
 
     # -- the loop ----------------------------------------------------------------------------
@@ -384,13 +395,39 @@ class Drainer:
         free = self._config.concurrency - len(self._running)
         if free <= 0:
             return 0
-        entries = await self._claim(min(free, self._config.batch))
-        for entry in entries:
-            await self._slots.acquire()
-            task = asyncio.create_task(self._run_slot(entry))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+        entries = await self._claim(min(free * self._per_request, self._config.batch))
+        for work in self._works(entries):
+            await self._start(work)
         return len(entries)
+
+    @property
+    def _per_request(self) -> int:
+        return self._config.per_request if self._batching else 1
+
+    def _works(self, entries: list[Entry]) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+        """The pieces of work that run claimed entries: batches of them, or one each."""
+        per = self._per_request
+        if per == 1:
+            return [functools.partial(self._run, entry) for entry in entries]
+        # A create that may have been written is looked up first: it goes alone.
+        alone = [e for e in entries if _may_have_written(e)]
+        together = [e for e in entries if not _may_have_written(e)]
+        works: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        for n in range(0, len(together), per):
+            chunk = together[n : n + per]
+            if len(chunk) == 1:
+                alone.extend(chunk)
+            else:
+                works.append(functools.partial(self._run_batch, chunk))
+        works.extend(functools.partial(self._run, entry) for entry in alone)
+        return works
+
+    async def _start(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `work` in a slot of its own, in the background."""
+        await self._slots.acquire()
+        task = asyncio.create_task(self._in_slot(work))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def _idle(self) -> None:
         """Wait for a wake-up, the poll interval, or the breaker's next probe time."""
@@ -407,9 +444,9 @@ class Drainer:
             self._owner, self._clock.time(), limit or cfg.batch, cfg.lease, skip_groups=self._held
         )
 
-    async def _run_slot(self, entry: Entry) -> None:
+    async def _in_slot(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         try:
-            await self._run(entry)
+            await work()
         finally:
             self._slots.release()
             self._wake.set()
@@ -436,55 +473,92 @@ class Drainer:
     async def _run(self, entry: Entry) -> None:
         """Run one claimed entry and record its outcome in the journal."""
         try:
-            await self._attempt(entry)
+            outcome: RecordWritten | Exception = await self._execute(entry)
+        except (_Settling, InvalidInput, ServiceNowError) as error:
+            outcome = error
+        await self._finish(entry, outcome)
+
+    async def _run_batch(self, entries: list[Entry]) -> None:
+        """Send claimed entries in one Batch API request; record each one's outcome."""
+        outcomes: dict[int, RecordWritten | Exception] = {}
+        ready: list[tuple[Entry, BatchRequest]] = []
+        for entry in entries:
+            try:
+                ready.append((entry, await self._batch_request(entry)))
+            except (_Settling, InvalidInput) as error:
+                outcomes[entry.entry_id] = error
+        if ready:
+            outcomes.update(await self._send_batch(ready))
+        await asyncio.gather(
+            *(self._finish(e, outcomes[e.entry_id]) for e in entries if e.entry_id in outcomes)
+        )
+
+    async def _send_batch(
+        self, ready: list[tuple[Entry, BatchRequest]]
+    ) -> dict[int, RecordWritten | Exception]:
+        """Send one batch; return each entry's outcome (none for entries it finished itself)."""
+        await self._pace(len(ready))
+        try:
+            answers = await self._call(self._client.batch([request for _, request in ready]))
+        except PermanentError as error:
+            # The batch itself was refused (no Batch API for this user?), not the entries:
+            # nothing ran, so each goes alone now, and from now on.
+            log.error(
+                "the instance refused a Batch API request (%s); sending entries one by one "
+                "from now on",
+                error,
+            )
+            self._batching = False
+            await asyncio.gather(*(self._run(entry) for entry, _ in ready))
+            return {}
+        except ServiceNowError as error:
+            # Told to the breaker once, for the one request that failed.
+            return {entry.entry_id: error for entry, _ in ready}
+        return {
+            entry.entry_id: self._answered(entry, request, answer)
+            for (entry, request), answer in zip(ready, answers, strict=True)
+        }
+
+    async def _batch_request(self, entry: Entry) -> BatchRequest:
+        """The request that writes `entry` in a batch."""
+        payload = entry.payload
+        table = str(payload.get("table", ""))
+        results = await self._call_results(entry)
+        fields = _resolve(payload.get("fields", {}), results, entry)
+        if entry.kind == CREATE:
+            self._check_post_window(entry)
+            field, value = (str(part) for part in payload.get("correlation", ("", "")))
+            return BatchRequest.create(table, fields, correlation=(field, value))
+        return BatchRequest.update(table, _target(entry, results), fields)
+
+    def _answered(
+        self, entry: Entry, request: BatchRequest, answer: Record | ServiceNowError
+    ) -> RecordWritten | Exception:
+        """What one entry's answer in a batch means, told to the breaker and the bucket."""
+        if isinstance(answer, ServiceNowError):
+            self._failed(answer)
+            return answer
+        if entry.kind == CREATE:
+            sys_id = ref_value(answer.get("sys_id")) or ""
+            return RecordWritten(
+                entry.call_id, entry.key, written_name(entry), CREATE, request.table, sys_id, False
+            )
+        target = str(entry.payload.get("target", ""))
+        return RecordWritten(
+            entry.call_id, entry.key, target, UPDATE, request.table, request.sys_id or "", False
+        )
+
+    async def _finish(self, entry: Entry, outcome: RecordWritten | Exception) -> None:
+        """Record an entry's outcome in the journal (a lost lease drops it)."""
+        try:
+            await self._record(entry, outcome)
         except LeaseLost:
             log.info("entry %s: lease lost; its new owner will finish it", entry.key)
 
-    async def _attempt(self, entry: Entry) -> None:
+    async def _record(self, entry: Entry, outcome: RecordWritten | Exception) -> None:
         store, clock, owner = self._store, self._clock, self._owner
-        try:
-            written = await self._execute(entry)
-        except _Settling as settling:
-            await store.retry(
-                entry.entry_id,
-                owner,
-                clock.time(),
-                settling.until,
-                entry.last_error or "settling",
-            )
-        except (PermanentError, InvalidInput) as error:
-            # Refused for this entry's own sake (a bad field, a missing table): an operator
-            # must look. An AuthenticationError is not: it concerns every entry, and waits
-            # in the journal (below) while the breaker reports the instance down.
-            reason = f"{type(error).__name__}: {error}"
-            if _may_have_written(entry):
-                # Keep the mark: after a replay the create must still look before posting.
-                reason = f"{(entry.last_error or '').split(': ', 1)[0]}: {reason}"
-            await store.kill(entry.entry_id, owner, clock.time(), reason)
-            log.error("entry %s is dead: %s", entry.key, reason)
-            self._emit(RecordDead(entry.call_id, entry.key, reason))
-        except AmbiguousError as error:
-            # A write ended ambiguously: the next attempt looks the record up first, and if
-            # the request may still be running, the settle time counts from now.
-            now = clock.time()
-            wait = self._config.backoff.wait(entry.attempts, self._rng, error.retry_after)
-            mark = f"{_AMBIGUOUS_MARK}{now!r}" if may_still_run(error) else _AMBIGUOUS
-            if entry.kind == UPDATE and may_still_run(error):
-                # An update cannot be looked up: sent again, or followed by the call's later
-                # updates, while the first may still commit, it could land last and undo
-                # them. It waits until that transaction is surely over (and so do the call's
-                # later entries, which queue behind it).
-                wait = max(wait, self._config.settle)
-            await store.retry(entry.entry_id, owner, now, now + wait, f"{mark}: {error}")
-        except (TransientError, ServiceNowError) as error:
-            now = clock.time()
-            wait = self._config.backoff.wait(entry.attempts, self._rng, error.retry_after)
-            note = f"{type(error).__name__}: {error}"
-            if _may_have_written(entry):
-                # Nothing was written now, but an earlier attempt may have: keep the mark.
-                note = f"{(entry.last_error or '').split(': ', 1)[0]}: {note}"
-            await store.retry(entry.entry_id, owner, now, now + wait, note)
-        else:
+        if isinstance(outcome, RecordWritten):
+            written = outcome
             results = {written_name(entry): written.sys_id} if entry.kind == CREATE else None
             await store.complete(
                 entry.entry_id,
@@ -499,6 +573,48 @@ class Drainer:
             for key in entry.payload.get(FOLDED, ()) if entry.kind == CREATE else ():
                 # Updates folded into the create were written with it.
                 self._emit(attrs.evolve(written, key=str(key), kind=UPDATE, adopted=False))
+        elif isinstance(outcome, _Settling):
+            await store.retry(
+                entry.entry_id,
+                owner,
+                clock.time(),
+                outcome.until,
+                entry.last_error or "settling",
+            )
+        elif isinstance(outcome, PermanentError | InvalidInput):
+            # Refused for this entry's own sake (a bad field, a missing table): an operator
+            # must look. An AuthenticationError is not: it concerns every entry, and waits
+            # in the journal (below) while the breaker reports the instance down.
+            reason = f"{type(outcome).__name__}: {outcome}"
+            if _may_have_written(entry):
+                # Keep the mark: after a replay the create must still look before posting.
+                reason = f"{(entry.last_error or '').split(': ', 1)[0]}: {reason}"
+            await store.kill(entry.entry_id, owner, clock.time(), reason)
+            log.error("entry %s is dead: %s", entry.key, reason)
+            self._emit(RecordDead(entry.call_id, entry.key, reason))
+        elif isinstance(outcome, AmbiguousError):
+            # A write ended ambiguously: the next attempt looks the record up first, and if
+            # the request may still be running, the settle time counts from now.
+            now = clock.time()
+            wait = self._config.backoff.wait(entry.attempts, self._rng, outcome.retry_after)
+            mark = f"{_AMBIGUOUS_MARK}{now!r}" if may_still_run(outcome) else _AMBIGUOUS
+            if entry.kind == UPDATE and may_still_run(outcome):
+                # An update cannot be looked up: sent again, or followed by the call's later
+                # updates, while the first may still commit, it could land last and undo
+                # them. It waits until that transaction is surely over (and so do the call's
+                # later entries, which queue behind it).
+                wait = max(wait, self._config.settle)
+            await store.retry(entry.entry_id, owner, now, now + wait, f"{mark}: {outcome}")
+        elif isinstance(outcome, ServiceNowError):
+            now = clock.time()
+            wait = self._config.backoff.wait(entry.attempts, self._rng, outcome.retry_after)
+            note = f"{type(outcome).__name__}: {outcome}"
+            if _may_have_written(entry):
+                # Nothing was written now, but an earlier attempt may have: keep the mark.
+                note = f"{(entry.last_error or '').split(': ', 1)[0]}: {note}"
+            await store.retry(entry.entry_id, owner, now, now + wait, note)
+        else:  # pragma: no cover (callers pass only the outcomes above)
+            raise outcome
 
     async def _execute(self, entry: Entry) -> RecordWritten:
         """Send the entry's request(s), with quick retries in process; return what was written."""
@@ -511,13 +627,7 @@ class Drainer:
             if entry.kind == CREATE:
                 return await self._create(entry, table, fields)
             if entry.kind == UPDATE:
-                target = results.get(str(payload.get("target", "")))
-                if target is None:
-                    raise InvalidInput(
-                        f"entry {entry.key}: no record named {payload.get('target')!r} exists "
-                        "for this call; an update must follow the create of its record",
-                        field="target",
-                    )
+                target = _target(entry, results)
                 await self._pace()
                 await self._call(self._client.update(table, target, fields))
                 return RecordWritten(
@@ -579,16 +689,20 @@ class Drainer:
                 # The earlier post may still be running on the instance: not found proves
                 # nothing yet.
                 raise _Settling(since + self._config.settle)
-        if self._clock.time() > _claimed_at(entry, self._config.lease) + self._post_window:
-            # Too late in the lease to post: were this worker to die now, the next owner
-            # could not trust a lookup until the request's transaction was surely over.
-            raise _Settling(self._clock.time())
+        self._check_post_window(entry)
         await self._pace()
         outcome = await self._call(client.create_once(table, fields, correlation=(field, value)))
         sys_id = str(outcome.record.get("sys_id", ""))
         return RecordWritten(
             entry.call_id, entry.key, name, CREATE, table, sys_id, not outcome.created
         )
+
+    def _check_post_window(self, entry: Entry) -> None:
+        """Raise `_Settling` when it is too late in the entry's lease to post its create."""
+        if self._clock.time() > _claimed_at(entry, self._config.lease) + self._post_window:
+            # Were this worker to die now, the next owner could not trust a lookup until the
+            # request's transaction was surely over.
+            raise _Settling(self._clock.time())
 
     def _retry_in_process(self, error: BaseException) -> bool:
         """Quick retries only for errors that wrote nothing, while the breaker is closed."""
@@ -598,8 +712,10 @@ class Drainer:
             return False
         return self.breaker().allow_request(self._clock.now())
 
-    async def _pace(self) -> None:
-        wait = self._bucket.reserve(self._clock.now())
+    async def _pace(self, requests: int = 1) -> None:
+        """Wait until the bucket lets `requests` requests go."""
+        now = self._clock.now()
+        wait = max(self._bucket.reserve(now) for _ in range(requests))
         if wait > 0:
             await self._clock.sleep(wait)
 
@@ -609,17 +725,8 @@ class Drainer:
         seen = self._client.rate_limit
         try:
             result = await request
-        except RateLimited as error:
-            now = self._clock.now()
-            self._bucket.record_rate_limited(now, error.retry_after)
-            if (error.retry_after or 0.0) > self._config.hold_over:
-                self._emit_all(breaker.hold(now, error.retry_after or 0.0, "429 with a long wait"))
-            raise
-        except (TransientError, AmbiguousError, AuthenticationError) as error:
-            self._emit_all(breaker.record_failure(self._clock.now(), reason=type(error).__name__))
-            raise
-        except ServiceNowError:
-            self._emit_all(breaker.record_success(self._clock.now()))
+        except ServiceNowError as error:
+            self._failed(error, breaker)
             raise
         now = self._clock.now()
         self._bucket.record_success(now)
@@ -634,6 +741,20 @@ class Drainer:
         # URL's (a failure stays with the URL the request was meant for).
         self._emit_all(self.breaker().record_success(now))
         return result
+
+    def _failed(self, error: ServiceNowError, breaker: CircuitBreaker | None = None) -> None:
+        """Tell the bucket and the breaker (default: the current one) about a failure."""
+        breaker = breaker or self.breaker()
+        now = self._clock.now()
+        if isinstance(error, RateLimited):
+            self._bucket.record_rate_limited(now, error.retry_after)
+            if (error.retry_after or 0.0) > self._config.hold_over:
+                self._emit_all(breaker.hold(now, error.retry_after or 0.0, "429 with a long wait"))
+        elif isinstance(error, TransientError | AmbiguousError | AuthenticationError):
+            self._emit_all(breaker.record_failure(now, reason=type(error).__name__))
+        else:
+            # The instance answered (with a refusal): it is up.
+            self._emit_all(breaker.record_success(now))
 
     # -- events ------------------------------------------------------------------------------
 
@@ -666,6 +787,18 @@ def _may_have_written(entry: Entry) -> bool:
     """Whether an earlier attempt of a create may have written its record."""
     error = entry.last_error or ""
     return error.startswith((_AMBIGUOUS, _TAKEOVER))
+
+
+def _target(entry: Entry, results: Mapping[str, str]) -> str:
+    """The sys_id of the record an update entry changes."""
+    target = results.get(str(entry.payload.get("target", "")))
+    if target is None:
+        raise InvalidInput(
+            f"entry {entry.key}: no record named {entry.payload.get('target')!r} exists "
+            "for this call; an update must follow the create of its record",
+            field="target",
+        )
+    return target
 
 
 def _claimed_at(entry: Entry, lease: float) -> float:
