@@ -76,10 +76,10 @@ def _summary(out: dict[str, Any]) -> None:
         rows.append(("offer_path ratio p99 black-holed/healthy", f"{ratio}", "callresilience"))
     if "lifecycle" in out:
         cycle = out["lifecycle"]
-        for store in ("memory", "sqlite"):
+        for store in ("memory", "sqlite", "memory_batch", "sqlite_batch"):
             rows.append(
                 (
-                    f"lifecycle calls/s, {store}",
+                    f"lifecycle calls/s, {store.replace('_batch', ', Batch API')}",
                     f"{cycle[f'calls_per_s_{store}']:,}/s",
                     f"median of {cycle['runs']}",
                 )

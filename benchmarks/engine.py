@@ -61,6 +61,7 @@ TARGET_RATIO = 1.1
 TARGET_CALLS = 2_000
 TARGET_CALLS_MEMORY = 10_000
 WRITES_PER_CALL = 4  # phone log and Interaction created, then both updated at the end
+PER_REQUEST = 50  # entries per HTTP request in the Batch API variants
 
 
 class _Channel:
@@ -293,15 +294,11 @@ def _check_final(fake: FakeServiceNow, calls: int) -> None:
         assert interaction["channel_metadata_document"] == log["sys_id"], call_id
 
 
-async def _lifecycle_memory(
-    calls: int, concurrency: int, per_request: int = 1
-) -> dict[str, float]:
+async def _lifecycle_memory(calls: int, concurrency: int, per_request: int = 1) -> dict[str, float]:
     return await lifecycle(MemoryJournal(), calls, concurrency, per_request)
 
 
-async def _lifecycle_sqlite(
-    calls: int, concurrency: int, per_request: int = 1
-) -> dict[str, float]:
+async def _lifecycle_sqlite(calls: int, concurrency: int, per_request: int = 1) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         store = SqliteJournal(Path(folder) / "journal.db")
         return await lifecycle(store, calls, concurrency, per_request)
@@ -325,12 +322,17 @@ def run(*, quick: bool) -> dict[str, Any]:
     concurrency = 50
     healthy = asyncio.run(_latency(False, calls, warm_up, read_timeout))
     blackholed = asyncio.run(_latency(True, calls, warm_up, read_timeout))
-    # The runs alternate between the journals, so that a busy spell slows both alike.
-    memory: list[dict[str, float]] = []
-    sqlite: list[dict[str, float]] = []
+    # The runs alternate between the variants, so that a busy spell slows all alike.
+    variants = {
+        "memory": (_lifecycle_memory, 1),
+        "sqlite": (_lifecycle_sqlite, 1),
+        "memory_batch": (_lifecycle_memory, PER_REQUEST),
+        "sqlite_batch": (_lifecycle_sqlite, PER_REQUEST),
+    }
+    runs_of: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     for _ in range(runs):
-        memory.append(asyncio.run(_lifecycle_memory(cycle_calls, concurrency)))
-        sqlite.append(asyncio.run(_lifecycle_sqlite(cycle_calls, concurrency)))
+        for name, (scenario, per_request) in variants.items():
+            runs_of[name].append(asyncio.run(scenario(cycle_calls, concurrency, per_request)))
 
     def median(results: list[dict[str, float]], key: str) -> int:
         return round(statistics.median(r[key] for r in results))
@@ -340,6 +342,20 @@ def run(*, quick: bool) -> dict[str, Any]:
 
     def per_call(results: list[dict[str, float]]) -> float:
         return round(statistics.median(r["requests_per_call"] for r in results), 2)
+
+    cycle: dict[str, Any] = {
+        "calls": cycle_calls,
+        "concurrent_calls": concurrency,
+        "runs": runs,
+        "statistic": "median",
+        "per_request_batch": PER_REQUEST,
+    }
+    for name, results_of in runs_of.items():
+        cycle[f"calls_per_s_{name}"] = median(results_of, "calls_per_s")
+        cycle[f"calls_per_s_{name}_runs"] = [round(r["calls_per_s"]) for r in results_of]
+        cycle[f"calls_per_s_{name}_best"] = best(results_of, "calls_per_s")
+        cycle[f"call_path_per_s_{name}"] = median(results_of, "call_path_per_s")
+        cycle[f"requests_per_call_{name}"] = per_call(results_of)
 
     ratio = round(blackholed["offer_ms"]["p99"] / healthy["offer_ms"]["p99"], 2)
     results: dict[str, Any] = {
@@ -354,28 +370,12 @@ def run(*, quick: bool) -> dict[str, Any]:
             "blackholed": blackholed["accept_ms"],
         },
         "conditions": {"healthy": healthy, "blackholed": blackholed},
-        "lifecycle": {
-            "calls_per_s_memory": median(memory, "calls_per_s"),
-            "calls_per_s_sqlite": median(sqlite, "calls_per_s"),
-            "calls": cycle_calls,
-            "concurrent_calls": concurrency,
-            "runs": runs,
-            "statistic": "median",
-            "calls_per_s_memory_runs": [round(r["calls_per_s"]) for r in memory],
-            "calls_per_s_sqlite_runs": [round(r["calls_per_s"]) for r in sqlite],
-            "calls_per_s_memory_best": best(memory, "calls_per_s"),
-            "calls_per_s_sqlite_best": best(sqlite, "calls_per_s"),
-            "call_path_per_s_memory": median(memory, "call_path_per_s"),
-            "call_path_per_s_sqlite": median(sqlite, "call_path_per_s"),
-            "requests_per_call_memory": per_call(memory),
-            "requests_per_call_sqlite": per_call(sqlite),
-        },
+        "lifecycle": cycle,
     }
 
     def trio(figures: dict[str, float]) -> str:
         return f"{figures['p50']:.2f}/{figures['p99']:.2f}/{figures['max']:.2f}"
 
-    cycle = results["lifecycle"]
     rows = [
         ("offer ms p50/p99/max, healthy", trio(healthy["offer_ms"]), ""),
         ("offer ms p50/p99/max, black-holed", trio(blackholed["offer_ms"]), ""),
@@ -394,20 +394,22 @@ def run(*, quick: bool) -> dict[str, Any]:
             f"breaker {blackholed['breaker']}, opened after "
             f"{blackholed['breaker_opened_after_s']} s",
         ),
-        (
-            "lifecycle calls/s, memory",
-            f"{cycle['calls_per_s_memory']:,}/s",
-            f"aim >= {TARGET_CALLS_MEMORY:,}/s; {cycle['requests_per_call_memory']} requests "
-            "per call",
-        ),
-        (
-            "lifecycle calls/s, SQLite",
-            f"{cycle['calls_per_s_sqlite']:,}/s",
-            f"aim >= {TARGET_CALLS:,}/s; {cycle['requests_per_call_sqlite']} requests per call",
-        ),
-        ("call path only, memory", f"{cycle['call_path_per_s_memory']:,}/s", "no records"),
-        ("call path only, SQLite", f"{cycle['call_path_per_s_sqlite']:,}/s", "no records"),
     ]
+    for name, label in (
+        ("memory", "memory"),
+        ("sqlite", "SQLite"),
+        ("memory_batch", f"memory, Batch API ({PER_REQUEST} per request)"),
+        ("sqlite_batch", f"SQLite, Batch API ({PER_REQUEST} per request)"),
+    ):
+        aim = TARGET_CALLS_MEMORY if name.startswith("memory") else TARGET_CALLS
+        rows.append(
+            (
+                f"lifecycle calls/s, {label}",
+                f"{cycle[f'calls_per_s_{name}']:,}/s",
+                f"aim >= {aim:,}/s; {cycle[f'requests_per_call_{name}']} HTTP requests per "
+                f"call; call path alone {cycle[f'call_path_per_s_{name}']:,}/s",
+            )
+        )
     table(
         f"engine: {calls:,} calls at {RATE:g}/s per condition over loopback, read timeout "
         f"{read_timeout:g} s; lifecycle {cycle_calls:,} calls in process, {concurrency} at once, "
