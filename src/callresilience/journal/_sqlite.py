@@ -335,17 +335,14 @@ class SqliteJournal:
         return _entry(row)
 
     def _insert(self, conn: sqlite3.Connection, intent: Intent, now: float) -> Entry:
-        row = conn.execute(
-            f"SELECT {_COLUMNS} FROM entries WHERE key = ?",  # noqa: S608 (constant columns)
-            (intent.key,),
+        # One look for both: whether the key is there already, and the call's last entry.
+        existing, last, still_open = conn.execute(
+            "SELECT (SELECT entry_id FROM entries WHERE key = ?), COALESCE(MAX(seq), 0), "
+            "COALESCE(SUM(state != 'done'), 0) FROM entries WHERE call_id = ?",
+            (intent.key, intent.call_id),
         ).fetchone()
-        if row is not None:
-            return _entry(row)
-        last, still_open = conn.execute(
-            "SELECT COALESCE(MAX(seq), 0), COALESCE(SUM(state != 'done'), 0) FROM entries "
-            "WHERE call_id = ?",
-            (intent.call_id,),
-        ).fetchone()
+        if existing is not None:
+            return self._select(conn, existing)
         into = self._fold(conn, intent)
         state = EntryState.PENDING if into is None else EntryState.DONE
         result = None if into is None else folded_result(into)
@@ -441,17 +438,12 @@ class SqliteJournal:
                 ],
             )
         return [
-            attrs.evolve(
-                _entry(row),
-                state=EntryState.IN_FLIGHT,
-                lease_owner=owner,
-                lease_until=now + lease,
-                attempts=row[7] + 1,
-                updated=now,
-                last_error=note,
+            _entry(
+                (*row[:6], EntryState.IN_FLIGHT.value, row[7] + 1, row[8], owner, now + lease, note,
+                 row[12], now, *row[14:])
             )
             for row, note in zip(rows, notes, strict=True)
-        ]
+        ]  # fmt: skip
 
     def _leased(self, conn: sqlite3.Connection, operation: str, entry_id: int, owner: str) -> Entry:
         entry = self._select(conn, entry_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
@@ -153,12 +154,15 @@ def _item_outcome(
         content = base64.b64decode(item.get("body") or "", validate=True)
         if not isinstance(status, int) or isinstance(status, bool):
             raise ValueError(status)
-        pairs = {str(h["name"]): str(h["value"]) for h in headers}
+        pairs = {str(h["name"]).lower(): str(h["value"]) for h in headers}
     except (binascii.Error, ValueError, TypeError, KeyError):
         return AmbiguousError(
             f"{action}: the batch answer for it is unreadable; the write may or may not have "
             "been committed, look the record up before sending it again"
         )
+    record = _plain_record(status, pairs, content)
+    if record is not None:
+        return record
     outcome = classify_response(
         status_code=status, headers=pairs, content=content, write=True, action=action, now=now
     )
@@ -172,6 +176,24 @@ def _item_outcome(
         status_code=status,
         transaction_id=outcome.transaction_id,
     )
+
+
+def _plain_record(status: int, headers: Mapping[str, str], content: bytes) -> dict[str, Any] | None:
+    """The record of a plain success (a 2xx JSON ``{"result": {...}}``), else None.
+
+    The common case, read without the full classification; anything else, even a success
+    whose body is in doubt, goes through `classify_response`.
+    """
+    if not (200 <= status < 300) or "html" in headers.get("content-type", "").lower():
+        return None
+    try:
+        body = json.loads(content)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict) or "error" in body or body.get("status") == "failure":
+        return None
+    result: object = body.get("result")
+    return result if isinstance(result, dict) else None
 
 
 def batch_outcomes(

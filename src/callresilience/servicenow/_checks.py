@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from .._errors import InvalidInput
 from ._query import Query
 
 __all__ = [
     "TABLE_RE",
-    "check_payload",
     "check_table",
     "payload_json",
     "ref_value",
@@ -52,12 +51,6 @@ def payload_json(payload: object) -> bytes:
             "None, lists and mappings",
             field="payload",
         ) from None
-
-
-def check_payload(payload: object) -> dict[str, Any]:
-    """Return a copy of `payload` after the checks of `payload_json`."""
-    payload_json(payload)
-    return dict(cast("Mapping[str, Any]", payload))
 
 
 def ref_value(value: object) -> str | None:
@@ -102,7 +95,10 @@ def with_correlation(payload: object, correlation: object) -> tuple[dict[str, An
     Query().eq(field, value)  # the lookup must be possible before anything is written
     if not value:
         raise InvalidInput(f"{field}: the correlation value must not be empty", field=field)
-    body = check_payload(payload)
+    if not isinstance(payload, Mapping):
+        raise InvalidInput("payload: expected a mapping of field names to values", field="payload")
+    # Copied, not checked: the request that sends it checks and encodes it once.
+    body = dict(payload)
     if field not in body:
         body[field] = value
     elif ref_value(body[field]) != value:

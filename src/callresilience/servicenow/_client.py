@@ -34,7 +34,7 @@ from .._errors import (
 from .._model import check_sys_id
 from ._auth import Auth, make_authenticator
 from ._batch import BATCH_PATH, BatchRequest, batch_body, batch_outcomes
-from ._checks import check_payload, check_table, ref_value, with_correlation
+from ._checks import check_table, payload_json, ref_value, with_correlation
 from ._classify import (
     Decoded,
     classify_exception,
@@ -460,7 +460,7 @@ class ServiceNowClient:
                 field="requests",
             )
         query = "?sysparm_exclude_reference_link=true" if self._exclude_reference_link else ""
-        body = batch_body(uuid.uuid4().hex, requests, query)
+        body = json.dumps(batch_body(uuid.uuid4().hex, requests, query)).encode()
         response = await self._authorized(
             "POST", BATCH_PATH, params=None, body=body, write=True, references=False
         )
@@ -545,6 +545,7 @@ class ServiceNowClient:
         """
         table = check_table(table)
         body, field, value = with_correlation(payload, correlation)
+        payload_json(body)  # refused before anything is sent, the lookup included
         lookup = Query().eq(field, value).order_by("sys_created_on")
         limit = self._create_attempts if max_attempts is None else max_attempts
         limit = _whole(limit, name="max_attempts", least=1)
@@ -636,7 +637,7 @@ class ServiceNowClient:
         payload: Mapping[str, Any] | None = None,
     ) -> Decoded:
         write = is_write(method)
-        body = check_payload(payload) if payload is not None else None
+        body = payload_json(payload) if payload is not None else None
         response = await self._authorized(method, path, params=params, body=body, write=write)
         outcome = classify_response(
             status_code=response.status_code,
@@ -656,7 +657,7 @@ class ServiceNowClient:
         path: str,
         *,
         params: dict[str, str] | None,
-        body: dict[str, Any] | None,
+        body: bytes | None,
         write: bool,
         references: bool = True,
     ) -> httpx.Response:
@@ -675,7 +676,7 @@ class ServiceNowClient:
                 method,
                 path,
                 params=params or None,
-                json=body,
+                content=body,
                 headers={**_JSON_HEADERS, **auth_headers},
                 write=write,
             )
@@ -695,7 +696,7 @@ class ServiceNowClient:
         headers: dict[str, str],
         write: bool,
         params: dict[str, str] | None = None,
-        json: dict[str, Any] | None = None,
+        content: bytes | None = None,
         data: dict[str, str] | None = None,
     ) -> httpx.Response:
         """Send one request, moving to the next endpoint when one cannot be reached.
@@ -711,7 +712,12 @@ class ServiceNowClient:
             started = self._clock.now()
             try:
                 response = await self._http.request(
-                    method, _url(base + path), params=params, json=json, data=data, headers=headers
+                    method,
+                    _url(base + path),
+                    params=params,
+                    content=content,
+                    data=data,
+                    headers=headers,
                 )
             except httpx.RequestError as exc:
                 tries += 1
