@@ -36,6 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from callresilience import Agent, Call, OfferOutcome, RouterConfig
 from callresilience.engine import Engine, EngineConfig, Notice, Offer
 from callresilience.journal import (
@@ -83,6 +85,21 @@ class _Channel:
         self, agent: Agent, call_id: str, target: str, interaction_sys_id: str
     ) -> None:
         pass
+
+
+class _TimedTransport(httpx.AsyncBaseTransport):
+    """Hands requests to another transport and adds up the time spent in it."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+        self.seconds = 0.0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
+        try:
+            return await self._inner.handle_async_request(request)
+        finally:
+            self.seconds += time.perf_counter() - started
 
 
 def _agents(count: int) -> list[Agent]:
@@ -231,10 +248,12 @@ async def lifecycle(
             batch=max(64, per_request),
         ),
     )
-    engine = Engine(config, _Channel(on_offer), transport=fake.transport(), store=store)
+    transport = _TimedTransport(fake.transport())
+    engine = Engine(config, _Channel(on_offer), transport=transport, store=store)
     writes = calls * WRITES_PER_CALL
     written = 0
     last_write = 0.0
+    cpu = [0.0, 0.0]  # process CPU time (every thread) at the first arrival and the last write
     done = asyncio.Event()
 
     def count(event: object) -> None:
@@ -244,6 +263,7 @@ async def lifecycle(
             written += 1
             if written == writes:
                 last_write = time.perf_counter()
+                cpu[1] = time.process_time()
                 done.set()
 
     engine.subscribe(count)
@@ -262,7 +282,9 @@ async def lifecycle(
         for agent in _agents(concurrency + 10):
             await engine.login(agent, ready=True)
         gc.collect()
+        transport.seconds = 0.0
         started = time.perf_counter()
+        cpu[0] = time.process_time()
         await asyncio.gather(*(worker(n) for n in range(concurrency)))
         ended = time.perf_counter()
         await asyncio.wait_for(done.wait(), timeout=120)
@@ -275,6 +297,9 @@ async def lifecycle(
         "calls_per_s": calls / (last_write - started),
         "call_path_per_s": calls / (ended - started),
         "requests_per_call": len(http_requests) / calls,
+        # The fake answers inside the process: its time is part of the CPU time measured.
+        "cpu_us_per_call": (cpu[1] - cpu[0]) / calls * 1e6,
+        "fake_us_per_call": transport.seconds / calls * 1e6,
     }
 
 
@@ -356,6 +381,8 @@ def run(*, quick: bool) -> dict[str, Any]:
         cycle[f"calls_per_s_{name}_best"] = best(results_of, "calls_per_s")
         cycle[f"call_path_per_s_{name}"] = median(results_of, "call_path_per_s")
         cycle[f"requests_per_call_{name}"] = per_call(results_of)
+        cycle[f"cpu_us_per_call_{name}"] = median(results_of, "cpu_us_per_call")
+        cycle[f"fake_us_per_call_{name}"] = median(results_of, "fake_us_per_call")
 
     ratio = round(blackholed["offer_ms"]["p99"] / healthy["offer_ms"]["p99"], 2)
     results: dict[str, Any] = {
@@ -407,7 +434,9 @@ def run(*, quick: bool) -> dict[str, Any]:
                 f"lifecycle calls/s, {label}",
                 f"{cycle[f'calls_per_s_{name}']:,}/s",
                 f"aim >= {aim:,}/s; {cycle[f'requests_per_call_{name}']} HTTP requests per "
-                f"call; call path alone {cycle[f'call_path_per_s_{name}']:,}/s",
+                f"call; call path alone {cycle[f'call_path_per_s_{name}']:,}/s; CPU "
+                f"{cycle[f'cpu_us_per_call_{name}']} us per call, of which the fake "
+                f"{cycle[f'fake_us_per_call_{name}']} us",
             )
         )
     table(
