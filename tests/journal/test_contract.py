@@ -652,3 +652,71 @@ async def test_bad_groups_are_refused_and_change_nothing(store: JournalStore) ->
     with pytest.raises(InvalidInput, match="skip_groups"):
         await store.claim("w1", T0, 10, 30, skip_groups=[1])  # type: ignore[list-item]
     assert await snapshot(store) == before
+
+
+async def test_reschedule_brings_pending_entries_forward_and_never_back(
+    store: JournalStore,
+) -> None:
+    """Pending entries due later move to the time given; earlier ones keep theirs."""
+    late, early = await store.append([intent("c1", "a"), intent("c2", "a")], T0)
+    await store.claim("w1", T0, 10, 30)
+    await store.retry(late.entry_id, "w1", T0, T0 + 60, "TransientError: 503")
+    await store.retry(early.entry_id, "w1", T0, T0 + 5, "TransientError: 503")
+    assert await store.reschedule([late.entry_id, early.entry_id], T0 + 20) == 1
+    assert (await store.get(late.entry_id)).next_attempt == T0 + 20
+    assert (await store.get(early.entry_id)).next_attempt == T0 + 5
+    claimed = await store.claim("w2", T0 + 20, 10, 30)
+    assert sorted(e.entry_id for e in claimed) == sorted([late.entry_id, early.entry_id])
+
+
+async def test_rescheduled_entries_are_claimed_once_at_their_new_time(
+    store: JournalStore,
+) -> None:
+    """A moved head is claimed when the new time comes, once, and not again at the old one."""
+    (entry,) = await store.append([intent("c1", "a")], T0)
+    await store.claim("w1", T0, 10, 30)
+    await store.retry(entry.entry_id, "w1", T0, T0 + 60, "TransientError: 503")
+    assert await store.claim("w2", T0 + 10, 10, 30) == []
+    assert await store.reschedule([entry.entry_id], T0 + 10) == 1
+    (claimed,) = await store.claim("w2", T0 + 10, 10, 300)
+    assert claimed.entry_id == entry.entry_id
+    assert await store.claim("w3", T0 + 70, 10, 30) == []  # the old time is gone
+    assert (await store.get(entry.entry_id)).lease_owner == "w2"
+
+
+async def test_reschedule_leaves_entries_that_are_not_pending_alone(store: JournalStore) -> None:
+    """In flight, done, dead and unknown entries are not touched; nothing is counted."""
+    flying, done, dead = await store.append(
+        [intent("c1", "a"), intent("c2", "a"), intent("c3", "a")], T0
+    )
+    await store.claim("w1", T0, 10, 30)
+    await store.complete(done.entry_id, "w1", T0, result=None, results={})
+    await store.kill(dead.entry_id, "w1", T0, "PermanentError: 400")
+    before = await snapshot(store)
+    ids = [flying.entry_id, done.entry_id, dead.entry_id, 999_999]
+    assert await store.reschedule(ids, T0 - 100) == 0
+    assert await snapshot(store) == before
+
+
+async def test_reschedule_of_a_later_entry_of_a_call_keeps_the_call_order(
+    store: JournalStore,
+) -> None:
+    """An entry behind an unfinished one of its call stays behind it, whatever its time."""
+    first, second = await store.append([intent("c1", "a"), intent("c1", "b")], T0)
+    await store.claim("w1", T0, 10, 30)
+    assert await store.reschedule([second.entry_id], T0) == 0  # due already
+    assert await store.claim("w2", T0 + 1, 10, 30) == []  # still behind the first
+    await store.complete(first.entry_id, "w1", T0 + 1, result=None, results={})
+    (claimed,) = await store.claim("w2", T0 + 1, 10, 30)
+    assert claimed.entry_id == second.entry_id
+
+
+async def test_reschedule_refuses_bad_arguments(store: JournalStore) -> None:
+    """A bad id or time raises InvalidInput and changes nothing."""
+    (entry,) = await store.append([intent("c1", "a")], T0)
+    before = await snapshot(store)
+    with pytest.raises(InvalidInput):
+        await store.reschedule([0], T0)
+    with pytest.raises(InvalidInput):
+        await store.reschedule([entry.entry_id], float("nan"))
+    assert await snapshot(store) == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,9 +10,16 @@ import attrs
 import httpx
 import pytest
 
+from callresilience import (
+    AmbiguousError,
+    AuthenticationError,
+    RateLimited,
+    TransientError,
+)
 from callresilience.journal import (
     Drainer,
     DrainerConfig,
+    Entry,
     EntryState,
     MemoryJournal,
     RecordDead,
@@ -20,7 +28,7 @@ from callresilience.journal import (
     update_intent,
 )
 from callresilience.journal import _drainer as drainer_module
-from callresilience.resilience import BreakerConfig, BreakerState, BreakerStateChanged
+from callresilience.resilience import Backoff, BreakerConfig, BreakerState, BreakerStateChanged
 from callresilience.servicenow import BasicAuth, ServiceNowClient
 from callresilience.testing import (
     BlackHole,
@@ -437,3 +445,57 @@ async def test_a_refused_login_leaves_entries_waiting_not_dead(rig: Rig) -> None
     rig.clock.advance(600)  # the credentials are fixed; the backoff has run out
     await rig.drain()
     assert_once(rig, "c1")
+
+
+@pytest.mark.anyio
+async def test_entries_that_backed_off_during_an_outage_run_as_soon_as_it_is_over() -> None:
+    """Backoffs taken while the instance was down do not outlast it: the close runs them."""
+    clock = ManualClock(autojump=True)
+    fake = FakeServiceNow(clock=clock, user="sn", password="pw", strict_tables=True)
+    config = attrs.evolve(CONFIG, backoff=Backoff(initial=60.0, cap=60.0))
+    rig = build_rig(clock, fake, config)
+    rig.drainer = Drainer(
+        rig.store, rig.client, config, clock=clock, on_event=rig.events.append,
+        rng=random.Random(7), owner="w1",
+    )  # fmt: skip
+    async with rig.client:
+        outage = fake.faults.add(RefuseConnections(), duration=300.0)
+        for n in range(5):
+            await rig.append_call(f"c{n}")
+        await rig.drainer.drain_once()
+        assert rig.drainer.breaker().state(clock.now()) is BreakerState.OPEN
+        fake.faults.remove(outage)
+        clock.advance(CONFIG.breaker.open_wait)
+        await rig.drainer._probe(rig.drainer.breaker())
+        assert rig.drainer.breaker().state(clock.now()) is BreakerState.CLOSED
+        waiting = await rig.store.list(state=EntryState.PENDING)
+        assert any(e.next_attempt > clock.time() for e in waiting)  # backoffs still running
+        await rig.drainer.drain_once()  # no time passes
+        logs = [r["call_id"] for r in fake.records("sn_openframe_phone_log")]
+        assert sorted(logs) == [f"c{n}" for n in range(5)]
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "remembered"),
+    [
+        (TransientError("refused"), "create", True),
+        (AuthenticationError("401"), "update", True),
+        (AmbiguousError("answered 500", status_code=500), "update", True),
+        (AmbiguousError("no answer"), "create", True),
+        (AmbiguousError("no answer"), "update", False),  # waits out the settle time
+        (RateLimited("429", retry_after=30.0), "create", False),  # waits out Retry-After
+    ],
+)
+def test_which_backoffs_a_recovery_cuts_short(
+    error: Exception, kind: str, remembered: bool
+) -> None:
+    """Only waits taken for the instance's trouble are cut; Retry-After and settling are kept."""
+    drainer = Drainer(MemoryJournal(), ServiceNowClient("https://x.service-now.com",
+                      auth=BasicAuth("u", "p")), CONFIG)  # fmt: skip
+    entry = Entry(
+        entry_id=4, call_id="c1", seq=1, kind=kind, payload={}, key="c1:x",
+        state=EntryState.IN_FLIGHT, attempts=1, next_attempt=0.0, lease_owner="w1",
+        lease_until=1.0, last_error=None, created=0.0, updated=0.0, result=None,
+    )  # fmt: skip
+    drainer._backed_off_for_trouble(entry, error)
+    assert (entry.entry_id in drainer._backed_off) is remembered

@@ -87,6 +87,8 @@ _AMBIGUOUS_MARK: Final = "ambiguous since "
 _TAKEOVER: Final = "lease of "
 #: How many calls' results the drainer keeps at most.
 _KNOWN_CALLS: Final = 4096
+#: How many entries backed off for the instance's trouble the drainer remembers at most.
+_BACKED_OFF: Final = 10_000
 
 
 def create_intent(
@@ -301,6 +303,10 @@ class Drainer:
         self._post_window = self._config.lease - self._config.settle
         # Cleared for good when the instance refuses the Batch API itself.
         self._batching = self._config.per_request > 1
+        # Entries put back with a backoff because the instance was in trouble, oldest first:
+        # once the breaker closes again they are due at once (`_recovered`).
+        self._backed_off: dict[int, None] = {}
+        self._recovered = False
 
     def __repr__(self) -> str:
         return f"<Drainer owner={self._owner!r} in_flight={len(self._running)}>"
@@ -364,6 +370,8 @@ class Drainer:
 
         For tests and tools: the background loop does the same continuously.
         """
+        if self._recovered:
+            await self._expedite()
         entries = await self._claim()
         await asyncio.gather(*(work() for work in self._works(entries)))
         return len(entries)
@@ -392,6 +400,8 @@ class Drainer:
         if state is BreakerState.HALF_OPEN:
             await self._probe(breaker)
             return 0
+        if self._recovered:
+            await self._expedite()
         free = self._config.concurrency - len(self._running)
         if free <= 0:
             return 0
@@ -437,6 +447,30 @@ class Drainer:
             wait = min(wait, max(0.0, open_until - self._clock.now()))
         self._wake.clear()
         await sleep_or_wake(self._clock, wait, self._wake)
+
+    async def _expedite(self) -> None:
+        """After a recovery: run now the entries that backed off for the instance's trouble.
+
+        Their backoff (up to a minute) was for an instance that is back; entries that wait
+        out a `Retry-After`, or an ambiguous update that waits out the settle time, are not
+        among them and keep their time.
+        """
+        self._recovered = False
+        ids, self._backed_off = list(self._backed_off), {}
+        if ids:
+            moved = await self._store.reschedule(ids, self._clock.time())
+            if moved:
+                log.info("the instance is back: %d entries that backed off run now", moved)
+
+    def _backed_off_for_trouble(self, entry: Entry, error: ServiceNowError) -> None:
+        """Remember an entry put back because the instance was in trouble (see `_expedite`)."""
+        if isinstance(error, RateLimited | PermanentError):
+            return
+        if isinstance(error, AmbiguousError) and entry.kind != CREATE and may_still_run(error):
+            return  # it waits out the settle time: the earlier attempt may still commit
+        self._backed_off[entry.entry_id] = None
+        if len(self._backed_off) > _BACKED_OFF:
+            del self._backed_off[next(iter(self._backed_off))]
 
     async def _claim(self, limit: int | None = None) -> list[Entry]:
         cfg = self._config
@@ -605,6 +639,7 @@ class Drainer:
                 # later entries, which queue behind it).
                 wait = max(wait, self._config.settle)
             await store.retry(entry.entry_id, owner, now, now + wait, f"{mark}: {outcome}")
+            self._backed_off_for_trouble(entry, outcome)
         elif isinstance(outcome, ServiceNowError):
             now = clock.time()
             wait = self._config.backoff.wait(entry.attempts, self._rng, outcome.retry_after)
@@ -613,6 +648,7 @@ class Drainer:
                 # Nothing was written now, but an earlier attempt may have: keep the mark.
                 note = f"{(entry.last_error or '').split(': ', 1)[0]}: {note}"
             await store.retry(entry.entry_id, owner, now, now + wait, note)
+            self._backed_off_for_trouble(entry, outcome)
         else:  # pragma: no cover (callers pass only the outcomes above)
             raise outcome
 
@@ -760,6 +796,8 @@ class Drainer:
 
     def _emit_all(self, events: list[BreakerStateChanged]) -> None:
         for event in events:
+            if event.new is BreakerState.CLOSED:
+                self._recovered = True
             log.warning(
                 "breaker %s: %s -> %s (%s)",
                 event.endpoint,

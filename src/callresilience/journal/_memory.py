@@ -313,6 +313,26 @@ class MemoryJournal:
         row.last_error = error
         return row.entry()
 
+    async def reschedule(self, entry_ids: Collection[int], next_attempt: float) -> int:
+        """Bring pending entries forward; see `JournalStore.reschedule`."""
+        self._check_open()
+        next_attempt = check_time("next_attempt", next_attempt)
+        moved = 0
+        for entry_id in {check_entry_id(i) for i in entry_ids}:
+            row = self._rows.get(entry_id)
+            if (
+                row is not None
+                and row.state is EntryState.PENDING
+                and row.next_attempt > next_attempt
+            ):
+                row.next_attempt = next_attempt
+                moved += 1
+        if moved:
+            # The heap holds each pending head once, keyed by its time: key them again.
+            self._due = [(self._rows[entry_id].next_attempt, entry_id) for _, entry_id in self._due]
+            heapq.heapify(self._due)
+        return moved
+
     async def call_results(self, call_id: str) -> dict[str, str]:
         """Return a call's merged results; see `JournalStore.call_results`."""
         self._check_open()

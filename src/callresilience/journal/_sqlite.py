@@ -529,6 +529,20 @@ class SqliteJournal:
         )
         return _landed(entry, EntryState.DEAD, now, last_error=error)
 
+    def _reschedule(self, ids: builtins.list[int], next_attempt: float) -> int:
+        # Relaxed: should a power cut undo it, the entries only run at their old time.
+        moved = 0
+        with self._transaction(relaxed=True) as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                moved += conn.execute(
+                    "UPDATE entries SET next_attempt = ? WHERE state = 'pending' "  # noqa: S608
+                    f"AND next_attempt > ? AND entry_id IN ({marks})",
+                    (next_attempt, next_attempt, *chunk),
+                ).rowcount
+        return moved
+
     def _replay(self, entry_id: int, now: float) -> Entry:
         with self._transaction() as conn:
             entry = self._select(conn, entry_id)
@@ -806,6 +820,11 @@ class SqliteJournal:
     async def dead(self, limit: int = 100) -> builtins.list[Entry]:
         """Return dead entries by id; see `JournalStore.dead`."""
         return await self.list(state=EntryState.DEAD, limit=limit)
+
+    async def reschedule(self, entry_ids: Collection[int], next_attempt: float) -> int:
+        """Bring pending entries forward; see `JournalStore.reschedule`."""
+        ids = sorted({check_entry_id(i) for i in entry_ids})
+        return await self._run(self._reschedule, ids, check_time("next_attempt", next_attempt))
 
     async def replay(self, entry_id: int, now: float) -> Entry:
         """Send a dead entry back to pending; see `JournalStore.replay`."""

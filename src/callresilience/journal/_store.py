@@ -122,6 +122,15 @@ class JournalStore(Protocol):
         """
         ...
 
+    async def reschedule(self, entry_ids: Collection[int], next_attempt: float) -> int:
+        """Bring the next attempt of pending entries forward to `next_attempt`; return how many.
+
+        Never later: an entry due earlier keeps its time. Entries that are not pending (in
+        flight, done, dead) or do not exist are left alone. For a worker that knows some
+        entries wait only on a backoff that no longer makes sense (the instance is back).
+        """
+        ...
+
     async def call_results(self, call_id: str) -> dict[str, str]:
         """Return the results merged so far for a call (empty when none)."""
         ...
