@@ -73,6 +73,21 @@ def _number(low: float, high: float | None = None) -> Callable[[str], float]:
     return parse
 
 
+def _per_request(text: str) -> int:
+    from ..sim._scenario import MAX_PER_REQUEST  # noqa: PLC0415
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PER_REQUEST:
+        raise ValueError(
+            f"{text!r}: give a whole number from 1 to {MAX_PER_REQUEST} (journal entries per "
+            "request; 1 sends each alone)"
+        )
+    return value
+
+
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `simulate` subcommand."""
     parser = commands.add_parser(
@@ -102,6 +117,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--rate", type=_typed(_number(0.001)), default=0.35, help="calls per second (0.35)"
     )
     run.add_argument("--journal", type=Path, help="the SQLite journal (a new file; default: temp)")
+    run.add_argument(
+        "--per-request",
+        type=_typed(_per_request),
+        default=1,
+        metavar="N",
+        help=(
+            "journal entries the drainer sends in one HTTP request, 1 to 100 (1): above 1 they "
+            "go through ServiceNow's Batch API, and the summary is followed by a line saying "
+            "how many Batch API requests carried how many writes"
+        ),
+    )
     center = parser.add_argument_group("the contact center")
     center.add_argument("--agents", type=int, default=16, help="how many agents (16)")
     center.add_argument(
@@ -200,6 +226,7 @@ def _scenario(args: argparse.Namespace) -> Any:
         max_wait=args.max_wait,
         leave_after=args.leave_after,
         journal=args.journal,
+        per_request=args.per_request,
         **options,
     )
 
@@ -250,6 +277,12 @@ def _run(args: argparse.Namespace, *, stdout: IO[str] | None = None) -> int:
         print_summary_rich(display.console, result.summary, title)
     else:
         print(f"\n{title}\n{summary_text(result.summary)}", file=out)
+    batched = result.batch.describe() if scenario.per_request > 1 else None
+    if batched is not None:
+        if live:
+            display.console.print(batched, highlight=False)
+        else:
+            print(batched, file=out)
     for problem in result.check.problems[:20]:
         print(f"  problem: {problem}", file=out)
     if len(result.check.problems) > 20:
@@ -265,6 +298,7 @@ def _run(args: argparse.Namespace, *, stdout: IO[str] | None = None) -> int:
             samples=result.samples,
             notes=result.notes,
             problems=result.check.problems,
+            details=() if batched is None else (batched,),
             footer=(
                 f"{result.virtual_seconds:.0f} s simulated in {result.wall_seconds:.1f} s of "
                 f"real time; seed {scenario.seed}; {verdict}"

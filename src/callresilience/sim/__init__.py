@@ -27,11 +27,12 @@ from ._scenario import (
     parse_seconds,
     parse_window,
 )
-from ._summary import exit_status, percentiles, summarize
+from ._summary import BatchUse, batch_use, exit_status, percentiles, summarize
 from ._timeline import Note, Sample
 
 __all__ = [
     "Arrival",
+    "BatchUse",
     "CallHistory",
     "CheckResult",
     "Display",
@@ -47,6 +48,7 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "arrivals",
+    "batch_use",
     "check",
     "exit_status",
     "format_sample",

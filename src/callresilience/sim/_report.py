@@ -159,12 +159,14 @@ def render_report(
     notes: Sequence[Note],
     problems: Sequence[str],
     footer: str,
+    details: Sequence[str] = (),
 ) -> str:
-    """The whole page."""
+    """The whole page; `details` are lines shown under the summary table."""
     rows = "".join(
         f"<tr><th>{_esc(label)}</th><td>{_esc(value)}</td></tr>"
         for label, value in summary_rows(summary)
     )
+    more = "".join(f"<p>{_esc(line)}</p>" for line in details)
     intro = "".join(f"<li>{_esc(line)}</li>" for line in lines)
     moments = "".join(f"<li><code>{n.t:7.1f}s</code> {_esc(n.text)}</li>" for n in notes)
     trouble = (
@@ -193,6 +195,7 @@ ul.moments {{ columns: 2; font-size: 90%; }}
 {timeline_svg(samples, notes)}
 <h2>Summary</h2>
 <table>{rows}</table>
+{more}
 {trouble}
 <h2>Moments</h2>
 <ul class="moments">{moments}</ul>

@@ -33,7 +33,7 @@ from ._check import CheckResult, check
 from ._clock import ScaledClock
 from ._history import History
 from ._scenario import Scenario, arrivals
-from ._summary import summarize
+from ._summary import BatchUse, batch_use, summarize
 from ._timeline import Note, Sample
 
 __all__ = ["Display", "RunResult", "run"]
@@ -76,6 +76,7 @@ class RunResult:
         wall_seconds: How long it took in real time.
         virtual_seconds: How long it took in run time.
         journal: The journal file (gone after the run unless `--journal` named it).
+        batch: What went through the Batch API (all zero when `per_request` is 1).
     """
 
     scenario: Scenario
@@ -86,6 +87,7 @@ class RunResult:
     wall_seconds: float
     virtual_seconds: float
     journal: Path
+    batch: BatchUse = attrs.field(factory=BatchUse)
 
 
 def scenario_lines(scenario: Scenario) -> list[str]:
@@ -93,7 +95,7 @@ def scenario_lines(scenario: Scenario) -> list[str]:
     from ._scenario import fault_lines  # noqa: PLC0415
 
     b = scenario.behaviour
-    return [
+    lines = [
         f"seed {scenario.seed}, speed x{scenario.speed:g}: calls arrive for "
         f"{scenario.duration:g} s at {scenario.rate:g}/s, {scenario.agents} agents in "
         f"{len(SCOPES)} scopes",
@@ -103,6 +105,12 @@ def scenario_lines(scenario: Scenario) -> list[str]:
         f"demo setting: a scope leaves resiliency mode after {scenario.leave_after:g} s "
         "healthy (the engine's default is 60 s)",
     ]
+    if scenario.per_request > 1:
+        lines.append(
+            f"the drainer sends up to {scenario.per_request} journal entries per request "
+            "through the Batch API"
+        )
+    return lines
 
 
 def user_sys_id(agent_id: str) -> str:
@@ -176,6 +184,9 @@ class _Run:
             drainer=DrainerConfig(
                 breaker=BreakerConfig(minimum_calls=3, window=10, open_wait=5.0, probes=1),
                 backoff=Backoff(cap=10.0),
+                # A claim feeds the batches: it must hold at least one full batch.
+                batch=max(DrainerConfig().batch, s.per_request),
+                per_request=s.per_request,
             ),
             modes=ModeConfig(leave_after=s.leave_after),
             default_scope=SCOPES[0],
@@ -412,4 +423,5 @@ async def run(scenario: Scenario, display: Display) -> RunResult:
         wall_seconds=time.monotonic() - started,
         virtual_seconds=sim.clock.now(),
         journal=journal,
+        batch=batch_use(sim.fake.requests),
     )

@@ -223,6 +223,9 @@ def parse_fault(kind: str, text: str) -> FaultSpec:
     return FaultSpec(kind, start, duration, chance)
 
 
+#: The most journal entries a scenario sends in one Batch API request.
+MAX_PER_REQUEST: Final = 100
+
 #: The outage a run gets when no fault option is given.
 DEFAULT_OUTAGE: Final = FaultSpec("outage", 30.0, 40.0)
 
@@ -271,6 +274,9 @@ class Scenario:
         wind_down: Longest wait, after the arrivals stop, for the calls to finish.
         drain_timeout: Longest wait, after the faults are cleared, for the journal to drain.
         tick: Seconds between samples of the dashboard and the timeline.
+        per_request: Journal entries the drainer sends in one HTTP request (1 to
+            `MAX_PER_REQUEST`): 1 sends each as a Table API request of its own, more sends up
+            to that many together through the Batch API (`DrainerConfig.per_request`).
     """
 
     seed: int = 1
@@ -289,11 +295,21 @@ class Scenario:
     wind_down: float = attrs.field(default=300.0, validator=_positive)
     drain_timeout: float = attrs.field(default=300.0, validator=_positive)
     tick: float = attrs.field(default=0.5, validator=_positive)
+    per_request: int = attrs.field(default=1)
 
     @agents.validator
     def _check_agents(self, attribute: attrs.Attribute[Any], value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ScenarioError("agents: give a whole number >= 1")
+
+    @per_request.validator
+    def _check_per_request(self, attribute: attrs.Attribute[Any], value: int) -> None:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 1 <= value <= MAX_PER_REQUEST
+        ):
+            raise ScenarioError(f"per_request: give a whole number from 1 to {MAX_PER_REQUEST}")
 
     def unavailable_at(self, t: float) -> bool:
         """Whether the instance is scheduled to answer nothing `t` seconds into the run."""

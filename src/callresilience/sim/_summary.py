@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+import attrs
+
+from ..testing import RecordedRequest
 from ._check import CheckResult
 from ._history import CallHistory
 
-__all__ = ["SUMMARY_KEYS", "exit_status", "percentiles", "summarize"]
+__all__ = ["SUMMARY_KEYS", "BatchUse", "batch_use", "exit_status", "percentiles", "summarize"]
 
 #: The keys of the summary, in order.
 SUMMARY_KEYS: Final = (
@@ -88,3 +92,55 @@ def summarize(
 def exit_status(summary: Mapping[str, Any]) -> int:
     """0 when nothing was lost or doubled, else 1."""
     return 1 if summary.get("lost") or summary.get("duplicates") else 0
+
+
+#: The Batch API's paths (ServiceNow serves it with and without the version).
+_BATCH_PATH: Final = re.compile(r"^/api/now(?:/v1)?/batch/?$")
+#: The requests that never reached the instance (nothing in them ran).
+_NOT_RECEIVED: Final = frozenset({"refused", "black_holed"})
+
+
+@attrs.frozen
+class BatchUse:
+    """How much went through the Batch API during a run, from the instance's request log.
+
+    Attributes:
+        requests: Batch API requests that reached the instance.
+        writes: The writes they carried: their sub-requests, each a Table API create or
+            update the instance ran as a request of its own.
+        not_received: Batch API requests that did not reach the instance (a refused
+            connection during an outage); nothing in them ran.
+    """
+
+    requests: int = 0
+    writes: int = 0
+    not_received: int = 0
+
+    def describe(self) -> str:
+        """One line, e.g. ``Batch API: 12 requests carried 96 writes``."""
+        line = f"{self.requests} request{'' if self.requests == 1 else 's'} carried "
+        line += f"{self.writes} write{'' if self.writes == 1 else 's'}"
+        if self.not_received:
+            line += f"; {self.not_received} more did not reach the instance"
+        return f"Batch API: {line}"
+
+
+def batch_use(requests: Iterable[RecordedRequest]) -> BatchUse:
+    """Count the Batch API requests in a `FakeServiceNow.requests` log and what they carried.
+
+    The fake logs each sub-request of a batch as the Table API request it is (its table set,
+    `batch_id` the batch's id), then the batch request itself (the batch path, no table, no
+    `batch_id`). A batch request is counted once, never as a write; its writes are counted
+    from its sub-requests.
+    """
+    sent = writes = not_received = 0
+    for request in requests:
+        if request.batch_id is not None:
+            if request.method != "GET":
+                writes += 1
+        elif request.method == "POST" and _BATCH_PATH.match(request.path):
+            if request.outcome in _NOT_RECEIVED:
+                not_received += 1
+            else:
+                sent += 1
+    return BatchUse(sent, writes, not_received)
