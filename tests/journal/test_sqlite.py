@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,13 +54,13 @@ async def test_finishing_entries_is_relaxed_then_full_sync_is_restored(tmp_path:
     seen: list[int] = []
     async with SqliteJournal(tmp_path / "j.db") as journal:
         conn = journal._conn
-        original = journal._leased
+        original = journal._entries  # reads the entries inside each finishing transaction
 
         def spy(*args: object) -> object:
             seen.append(conn.execute("PRAGMA synchronous").fetchone()[0])
             return original(*args)  # type: ignore[arg-type]
 
-        journal._leased = spy  # type: ignore[method-assign]
+        journal._entries = spy  # type: ignore[method-assign]
         intents = [
             Intent(call_id=f"c{n}", kind="create", payload={}, key=f"c{n}:a") for n in range(3)
         ]
@@ -295,13 +296,21 @@ async def test_a_failed_commit_of_finishes_fails_them_all_and_changes_nothing(
     async with SqliteJournal(tmp_path / "j.db", batch_window=0) as journal:
         await journal.append([intent("c1", "a"), intent("c2", "a")], T0)
         entries = await journal.claim("w", T0, 2, 30)
-        real = journal._kill
+        real = journal._conn
 
-        def broken(*args: object) -> object:
-            real(*args)  # type: ignore[arg-type]
-            raise sqlite3.OperationalError("disk I/O error")
+        class Broken:
+            """The connection, failing once the kill is written (after the complete)."""
 
-        monkeypatch.setattr(journal, "_kill", broken)
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
+
+            def executemany(self, sql: str, rows: Any) -> object:
+                cursor = real.executemany(sql, rows)
+                if "'dead'" in sql:
+                    raise sqlite3.OperationalError("disk I/O error")
+                return cursor
+
+        monkeypatch.setattr(journal, "_conn", Broken())
         results = await asyncio.gather(
             journal.complete(entries[0].entry_id, "w", T0 + 1),
             journal.kill(entries[1].entry_id, "w", T0 + 1, "no"),

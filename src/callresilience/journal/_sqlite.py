@@ -29,7 +29,7 @@ import functools
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeVar
@@ -153,6 +153,36 @@ def _landed(entry: Entry, state: EntryState, now: float, **changes: Any) -> Entr
     return attrs.evolve(
         entry, state=state, lease_owner=None, lease_until=None, updated=now, **changes
     )
+
+
+#: Values per `IN (...)` list: within SQLite's oldest limit on parameters (999).
+_IN_CHUNK: Final = 500
+
+
+def _rows_in(
+    conn: sqlite3.Connection, sql: str, values: Iterable[Any], before: tuple[Any, ...] = ()
+) -> builtins.list[tuple[Any, ...]]:
+    """Run `sql` for `values`, a chunk at a time.
+
+    `sql` has ``{}`` where the ``IN`` list goes, after the parameters `before`.
+    """
+    ordered = sorted(values)
+    rows: builtins.list[tuple[Any, ...]] = []
+    for start in range(0, len(ordered), _IN_CHUNK):
+        chunk = ordered[start : start + _IN_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        rows += conn.execute(sql.format(marks), (*before, *chunk)).fetchall()
+    return rows
+
+
+def _results_of(conn: sqlite3.Connection, call_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The stored results of these calls (calls without any are left out)."""
+    return {
+        call_id: json.loads(results)
+        for call_id, results in _rows_in(
+            conn, "SELECT call_id, results FROM calls WHERE call_id IN ({})", call_ids
+        )
+    }
 
 
 def _connect(path: str, synchronous: Synchronous) -> sqlite3.Connection:
@@ -445,10 +475,10 @@ class SqliteJournal:
             for row, note in zip(rows, notes, strict=True)
         ]  # fmt: skip
 
-    def _leased(self, conn: sqlite3.Connection, operation: str, entry_id: int, owner: str) -> Entry:
-        entry = self._select(conn, entry_id)
-        _rules.require_lease(operation, entry_id, owner, entry.state, entry.lease_owner)
-        return entry
+    def _entries(self, conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, Entry]:
+        """The entries with these ids that exist, by id."""
+        sql = f"SELECT {_COLUMNS} FROM entries WHERE entry_id IN ({{}})"  # noqa: S608
+        return {row[0]: _entry(row) for row in _rows_in(conn, sql, ids)}
 
     def _write_finishes(
         self, finishes: builtins.list[tuple[str, tuple[Any, ...]]]
@@ -456,92 +486,102 @@ class SqliteJournal:
         """Run complete, retry and kill requests in one relaxed transaction, in order.
 
         Each returns its entry, or the `JournalError` (`LeaseLost`, `UnknownEntry`) it raised
-        before changing anything; any other error undoes the whole batch.
+        before changing anything; any other error undoes the whole batch. The entries and
+        their calls' results are read with one query each, and the changes are written with
+        one statement per kind of change, whatever the number of finishes.
         """
-        steps: dict[str, Callable[..., Entry]] = {
-            "complete": self._complete,
-            "retry": self._retry,
-            "kill": self._kill,
-        }
         outcomes: builtins.list[Entry | JournalError] = []
-        with self._transaction(relaxed=True):
+        done: builtins.list[tuple[Any, ...]] = []
+        heads: builtins.list[tuple[str, int]] = []
+        retried: builtins.list[tuple[Any, ...]] = []
+        killed: builtins.list[tuple[Any, ...]] = []
+        with self._transaction(relaxed=True) as conn:
+            entries = self._entries(conn, {args[0] for _, args in finishes})
+            merged = _results_of(
+                conn,
+                {
+                    entries[args[0]].call_id
+                    for operation, args in finishes
+                    if operation == "complete" and args[4] and args[0] in entries
+                },
+            )
+            changed: set[str] = set()
             for operation, args in finishes:
+                entry_id, owner, now = args[0], args[1], args[2]
+                entry = entries.get(entry_id)
                 try:
-                    outcomes.append(steps[operation](*args))
+                    if entry is None:
+                        raise _rules.missing(entry_id)
+                    _rules.require_lease(operation, entry_id, owner, entry.state, entry.lease_owner)
                 except JournalError as error:
                     outcomes.append(error)
-        return outcomes
-
-    def _complete(
-        self,
-        entry_id: int,
-        owner: str,
-        now: float,
-        result_json: str | None,
-        results: dict[str, str],
-    ) -> Entry:
-        conn = self._conn
-        entry = self._leased(conn, "complete", entry_id, owner)
-        conn.execute(
-            "UPDATE entries SET state = 'done', head = 0, lease_owner = NULL, "
-            "lease_until = NULL, last_error = NULL, result = ?, updated = ? "
-            "WHERE entry_id = ?",
-            (result_json, now, entry_id),
-        )
-        # Every earlier entry of the call is done, so the next one not done yet (folded
-        # updates are) becomes claimable.
-        conn.execute(
-            "UPDATE entries SET head = 1 WHERE entry_id = (SELECT entry_id FROM entries "
-            "WHERE call_id = ? AND seq > ? AND state != 'done' ORDER BY seq LIMIT 1) "
-            "AND state = 'pending'",
-            (entry.call_id, entry.seq),
-        )
-        if results:
-            row = conn.execute(
-                "SELECT results FROM calls WHERE call_id = ?", (entry.call_id,)
-            ).fetchone()
-            merged = json.loads(row[0]) if row else {}
-            merged.update(results)
-            conn.execute(
-                "INSERT OR REPLACE INTO calls (call_id, results) VALUES (?, ?)",
-                (entry.call_id, json.dumps(merged, separators=(",", ":"))),
+                    continue
+                if operation == "complete":
+                    result_json, results = args[3], args[4]
+                    done.append((result_json, now, entry_id))
+                    # Every earlier entry of the call is done, so the next one not done yet
+                    # (folded updates are) becomes claimable.
+                    heads.append((entry.call_id, entry.seq))
+                    if results:
+                        merged.setdefault(entry.call_id, {}).update(results)
+                        changed.add(entry.call_id)
+                    result = None if result_json is None else json.loads(result_json)
+                    landed = _landed(entry, EntryState.DONE, now, last_error=None, result=result)
+                elif operation == "retry":
+                    next_attempt, note = args[3], args[4]
+                    retried.append((next_attempt, note, now, entry_id))
+                    landed = _landed(
+                        entry, EntryState.PENDING, now, next_attempt=next_attempt, last_error=note
+                    )
+                else:
+                    reason = args[3]
+                    killed.append((reason, now, entry_id))
+                    landed = _landed(entry, EntryState.DEAD, now, last_error=reason)
+                entries[entry_id] = landed  # a second finish of it in this batch sees this
+                outcomes.append(landed)
+            conn.executemany(
+                "UPDATE entries SET state = 'done', head = 0, lease_owner = NULL, "
+                "lease_until = NULL, last_error = NULL, result = ?, updated = ? "
+                "WHERE entry_id = ?",
+                done,
             )
-        result = None if result_json is None else json.loads(result_json)
-        return _landed(entry, EntryState.DONE, now, last_error=None, result=result)
-
-    def _retry(
-        self, entry_id: int, owner: str, now: float, next_attempt: float, error: str
-    ) -> Entry:
-        entry = self._leased(self._conn, "retry", entry_id, owner)
-        self._conn.execute(
-            "UPDATE entries SET state = 'pending', lease_owner = NULL, lease_until = NULL, "
-            "next_attempt = ?, last_error = ?, updated = ? WHERE entry_id = ?",
-            (next_attempt, error, now, entry_id),
-        )
-        return _landed(entry, EntryState.PENDING, now, next_attempt=next_attempt, last_error=error)
-
-    def _kill(self, entry_id: int, owner: str, now: float, error: str) -> Entry:
-        entry = self._leased(self._conn, "kill", entry_id, owner)
-        self._conn.execute(
-            "UPDATE entries SET state = 'dead', head = 0, lease_owner = NULL, "
-            "lease_until = NULL, last_error = ?, updated = ? WHERE entry_id = ?",
-            (error, now, entry_id),
-        )
-        return _landed(entry, EntryState.DEAD, now, last_error=error)
+            conn.executemany(
+                "UPDATE entries SET head = 1 WHERE entry_id = (SELECT entry_id FROM entries "
+                "WHERE call_id = ? AND seq > ? AND state != 'done' ORDER BY seq LIMIT 1) "
+                "AND state = 'pending'",
+                heads,
+            )
+            conn.executemany(
+                "UPDATE entries SET state = 'pending', lease_owner = NULL, lease_until = NULL, "
+                "next_attempt = ?, last_error = ?, updated = ? WHERE entry_id = ?",
+                retried,
+            )
+            conn.executemany(
+                "UPDATE entries SET state = 'dead', head = 0, lease_owner = NULL, "
+                "lease_until = NULL, last_error = ?, updated = ? WHERE entry_id = ?",
+                killed,
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO calls (call_id, results) VALUES (?, ?)",
+                [(c, json.dumps(merged[c], separators=(",", ":"))) for c in sorted(changed)],
+            )
+        return outcomes
 
     def _reschedule(self, ids: builtins.list[int], next_attempt: float) -> int:
         # Relaxed: should a power cut undo it, the entries only run at their old time.
-        moved = 0
         with self._transaction(relaxed=True) as conn:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ", ".join("?" * len(chunk))
-                moved += conn.execute(
-                    "UPDATE entries SET next_attempt = ? WHERE state = 'pending' "  # noqa: S608
-                    f"AND next_attempt > ? AND entry_id IN ({marks})",
-                    (next_attempt, next_attempt, *chunk),
-                ).rowcount
-        return moved
+            due = [
+                (next_attempt, entry_id)
+                for (entry_id,) in _rows_in(
+                    conn,
+                    "SELECT entry_id FROM entries WHERE state = 'pending' AND next_attempt > ? "
+                    "AND entry_id IN ({})",
+                    ids,
+                    (next_attempt,),
+                )
+            ]
+            conn.executemany("UPDATE entries SET next_attempt = ? WHERE entry_id = ?", due)
+        return len(due)
 
     def _replay(self, entry_id: int, now: float) -> Entry:
         with self._transaction() as conn:
@@ -571,10 +611,7 @@ class SqliteJournal:
             return purged
 
     def _call_results(self, call_id: str) -> dict[str, str]:
-        row = self._conn.execute(
-            "SELECT results FROM calls WHERE call_id = ?", (call_id,)
-        ).fetchone()
-        return dict(json.loads(row[0])) if row else {}
+        return _results_of(self._conn, [call_id]).get(call_id, {})
 
     def _get(self, entry_id: int) -> Entry:
         return self._select(self._conn, entry_id)
