@@ -13,7 +13,7 @@ import pytest
 
 from callresilience import Agent, Call, OfferOutcome, RouterConfig
 from callresilience.engine import Engine, EngineConfig, Notice, Offer
-from callresilience.journal import DrainerConfig, EntryState, MemoryJournal
+from callresilience.journal import DrainerConfig, EntryState, JournalStore, MemoryJournal
 from callresilience.resilience import BreakerConfig
 from callresilience.servicenow import BasicAuth
 from callresilience.testing import FakeServiceNow, ManualClock
@@ -126,16 +126,19 @@ async def build_rig(
     *,
     agents: Sequence[Agent] = (ADA, BEN),
     route: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
+    store: JournalStore | None = None,
 ) -> AsyncIterator[Rig]:
     """Start an engine with `agents` (ada and ben) logged in and ready.
 
-    `route` wraps the fake's transport (to cut one of several routes to it, say).
+    `route` wraps the fake's transport (to cut one of several routes to it, say); `store` is
+    the journal (default: a new `MemoryJournal`).
     """
     clock = ManualClock()
     fake = FakeServiceNow(clock=clock, user="sn", password="pw")
     channel = RecordingChannel(clock)
     transport = fake.transport() if route is None else route(fake.transport())
-    engine = Engine(config, channel, clock=clock, transport=transport, store=MemoryJournal())
+    store = MemoryJournal() if store is None else store
+    engine = Engine(config, channel, clock=clock, transport=transport, store=store)
     events: list[Any] = []
     engine.subscribe(events.append)
     async with engine:

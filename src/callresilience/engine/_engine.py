@@ -13,8 +13,8 @@ import asyncio
 import logging
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, Final
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, Final, TypeAlias
 
 import attrs
 import httpx
@@ -45,6 +45,7 @@ from ..routing import (
     CallConnected,
     CallEnded,
     CallOverflowed,
+    CallRedirected,
     CallState,
     Decision,
     OfferCall,
@@ -62,6 +63,7 @@ from ._types import (
     EngineEvent,
     InteractionCreated,
     Offer,
+    OfferEnded,
     OfferRejected,
     OfferTimedOut,
 )
@@ -72,6 +74,24 @@ log = logging.getLogger("callresilience.engine")
 
 _TARGET_RE: Final = re.compile(r"[A-Za-z0-9._:@+-]{1,128}")
 _REMEMBERED_INTERACTIONS: Final = 10_000
+
+
+@attrs.frozen
+class _OfferClosed:
+    """Among the router's decisions: the adapter reported that this offer ended.
+
+    A rejected offer, or one whose channel failed, has no `WithdrawOffer` to tell that it
+    ended, so the engine marks its end itself: to report the outcome if the call overflows
+    instead of going back in line.
+    """
+
+    call_id: str
+    agent_id: str
+    outcome: OfferOutcome
+
+
+#: What `_carry_out` executes: the router's decisions and the engine's marks among them.
+_Step: TypeAlias = Decision | _OfferClosed
 
 
 @attrs.define(eq=False)
@@ -293,10 +313,10 @@ class Engine:
         if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
             raise InvalidInput("reason: give a string of at most 200 characters", field="reason")
 
-        def reject(now: float) -> list[Decision]:
+        def reject(now: float) -> list[_Step]:
             decisions = self._router.reject(call_id, agent_id, now)
             self._emit(OfferRejected(call_id, agent_id, reason))
-            return decisions
+            return [_OfferClosed(call_id, agent_id, OfferOutcome.REJECTED), *decisions]
 
         await self._apply(reject)
 
@@ -580,7 +600,7 @@ class Engine:
             group = self._group(entry, self._agent_of(entry))
             await self._append(self._records.held(entry.call, hold, entry.holds, group=group))
 
-    async def _apply(self, operation: Callable[[float], list[Decision]]) -> None:
+    async def _apply(self, operation: Callable[[float], Sequence[_Step]]) -> None:
         """Fire due timers, then run one router operation and carry out its decisions."""
         now = self._clock.now()
         due = self._router.advance(now)
@@ -590,31 +610,45 @@ class Engine:
             # What the timers decided stands whether or not the event was refused.
             await self._carry_out(due)
             raise
-        await self._carry_out(due + decisions)
+        await self._carry_out([*due, *decisions])
         self._timer_wake.set()
 
-    async def _carry_out(self, decisions: list[Decision]) -> None:
+    async def _carry_out(self, decisions: Sequence[_Step]) -> None:
         """Execute the router's decisions: channel calls in the background, records journaled.
 
         The intents are appended in one batch, in decision order, before anything else is
         awaited, so each call's entries keep the order of its events. The events are published
         once the intents are in the journal: a subscriber that sees `CallEnded` finds the
         call's closing entries there.
+
+        An offer that ended (a `WithdrawOffer`, or an `_OfferClosed` mark) is reported by the
+        router's `CallRedirected` when its call goes back in line; when the call overflows
+        instead, the engine reports it with `OfferEnded`, just before `CallOverflowed`.
         """
         intents: list[Intent] = []
         follow_up: list[Decision] = []
         events: list[Any] = []
+        ended: dict[str, tuple[str, OfferOutcome]] = {}  # by call: ended, not reported yet
         unix = self._clock.time()
         self._held_events.append(events)
         try:
             for decision in decisions:
+                if isinstance(decision, _OfferClosed):
+                    ended[decision.call_id] = (decision.agent_id, decision.outcome)
+                    continue
                 if isinstance(decision, OfferCall):
                     follow_up += self._offer(decision)
                 elif isinstance(decision, WithdrawOffer):
                     intents += self._withdrawn(decision, unix)
+                    ended[decision.call_id] = (decision.agent_id, decision.outcome)
+                elif isinstance(decision, CallRedirected):
+                    ended.pop(decision.call_id, None)
                 elif isinstance(decision, CallConnected):
                     intents += self._connected_records(decision, unix)
                 elif isinstance(decision, CallEnded | CallAbandoned | CallOverflowed):
+                    offer = ended.pop(decision.call_id, None)
+                    if offer is not None and isinstance(decision, CallOverflowed):
+                        self._emit(OfferEnded(decision.call_id, *offer))
                     intents += self._finished(decision, unix)
                 self._emit(decision)
         finally:
@@ -651,13 +685,13 @@ class Engine:
                 agent.agent_id,
                 type(error).__name__,
             )
+            call_id = offer.call.call_id
             try:
-                decisions = self._router.unreachable(
-                    offer.call.call_id, agent.agent_id, self._clock.now()
-                )
+                decisions = self._router.unreachable(call_id, agent.agent_id, self._clock.now())
             except RoutingError:
                 return  # the offer ended meanwhile (accepted, withdrawn, timed out)
-            await self._carry_out(decisions)
+            closed = _OfferClosed(call_id, agent.agent_id, OfferOutcome.UNREACHABLE)
+            await self._carry_out([closed, *decisions])
 
     def _withdrawn(self, decision: WithdrawOffer, unix: float) -> list[Intent]:
         agent = self._router.agent(decision.agent_id).agent

@@ -38,6 +38,7 @@ __all__ = [
     "InteractionCreated",
     "Notice",
     "Offer",
+    "OfferEnded",
     "OfferRejected",
     "OfferTimedOut",
     "default_journal_path",
@@ -130,6 +131,21 @@ class OfferTimedOut:
 
 
 @attrs.frozen
+class OfferEnded:
+    """An offer ended without an accept and its call overflowed instead of going back in line.
+
+    It stands for the `CallRedirected` the offer would have had, and comes just before the
+    call's `CallOverflowed`: every offer that ends without an accept is reported once with
+    its outcome, in `CallRedirected` or here (or in `CallAbandoned` when the caller hung up).
+    A rejected or unanswered offer also has its `OfferRejected` or `OfferTimedOut`.
+    """
+
+    call_id: str
+    agent_id: str
+    outcome: OfferOutcome
+
+
+@attrs.frozen
 class InteractionCreated:
     """The call's Interaction exists on the instance."""
 
@@ -167,6 +183,7 @@ EngineEvent: TypeAlias = (
     | CallRedirected
     | OfferRejected
     | OfferTimedOut
+    | OfferEnded
     | CallAbandoned
     | CallOverflowed
     | CallEnded

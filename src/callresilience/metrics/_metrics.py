@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
-from ..engine import CallOffered, OfferRejected, OfferTimedOut
+from ..engine import CallOffered, OfferEnded, OfferRejected, OfferTimedOut
 from ..health import Mode, ModeChanged
 from ..journal import RecordDead, RecordWritten
 from ..resilience import BreakerState, BreakerStateChanged
@@ -129,8 +129,10 @@ class Metrics:
             self.offers.labels("rejected").inc()
         elif isinstance(event, OfferTimedOut):
             self.offers.labels("no_answer").inc()
-        elif isinstance(event, CallRedirected):
-            # Rejected and unanswered offers have their own events, counted above.
+        elif isinstance(event, CallRedirected | OfferEnded):
+            # An ended offer comes with one of the two: CallRedirected when its call goes back
+            # in line, OfferEnded when the call overflows. Rejected and unanswered offers have
+            # their own events, counted above.
             if event.outcome.value not in ("rejected", "no_answer"):
                 self.offers.labels(event.outcome.value).inc()
         elif isinstance(event, CallEnded):
