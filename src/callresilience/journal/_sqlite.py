@@ -245,6 +245,157 @@ class _Finish:
     future: asyncio.Future[Entry]
 
 
+@attrs.define
+class _Open:
+    """An entry of a call that is not done, as an append transaction sees it."""
+
+    key: str
+    seq: int
+    kind: str
+    payload: str
+    state: EntryState
+    attempts: int
+    last_error: str | None
+    group: str
+    #: Its row in this transaction's inserts, or None when it was in the file before.
+    new: int | None = None
+
+
+@attrs.define
+class _Call:
+    """What an append transaction knows of one call: its last seq and its open entries."""
+
+    last: int = 0
+    open: dict[str, _Open] = attrs.field(factory=dict)  # by key, in seq order
+
+
+class _Appends:
+    """One transaction's appends, read with a few queries and written with one statement.
+
+    The same rules as appending intents one by one (see `JournalStore.append` and `_fold`):
+    each intent's key is looked for first, seqs follow the call's last, a head is an entry
+    with nothing open before it, and an update folds into its record's open create.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def write(
+        self, requests: builtins.list[tuple[builtins.list[Intent], float]]
+    ) -> builtins.list[builtins.list[Entry]]:
+        conn = self._conn
+        keys = {intent.key for intents, _ in requests for intent in intents}
+        sql = f"SELECT {_COLUMNS} FROM entries WHERE key IN ({{}})"  # noqa: S608
+        found = {row[5]: row for row in _rows_in(conn, sql, keys)}
+        calls = self._calls({i.call_id for intents, _ in requests for i in intents})
+        inserts: builtins.list[builtins.list[Any]] = []
+        folds: dict[str, str] = {}  # key of a create in the file: its new payload
+        # Each intent's entry as a row of `_COLUMNS`, its id filled in once inserted.
+        answers: builtins.list[builtins.list[builtins.list[Any]]] = []
+        for intents, now in requests:
+            answer = []
+            for intent in intents:
+                if intent.key in found:
+                    answer.append(list(found[intent.key]))
+                    continue
+                call = calls[intent.call_id]
+                into = self._fold(call, intent, inserts, folds, found)
+                state = EntryState.PENDING if into is None else EntryState.DONE
+                result = None if into is None else folded_result(into)
+                call.last += 1
+                head = int(not call.open and into is None)
+                if into is None:
+                    call.open[intent.key] = _Open(
+                        intent.key, call.last, intent.kind, intent.payload_json, state, 0,
+                        None, intent.group, new=len(inserts),
+                    )  # fmt: skip
+                inserts.append(
+                    [intent.call_id, call.last, intent.kind, intent.payload_json, intent.key,
+                     state.value, head, now, now, now, intent.group, result]
+                )  # fmt: skip
+                row = (
+                    None, intent.call_id, call.last, intent.kind, intent.payload_json,
+                    intent.key, state.value, 0, now, None, None, None, now, now, result,
+                    intent.group,
+                )  # fmt: skip
+                found[intent.key] = row
+                answer.append(list(row))
+            answers.append(answer)
+        conn.executemany(
+            "UPDATE entries SET payload = ? WHERE key = ?",
+            [(payload, key) for key, payload in folds.items()],
+        )
+        conn.executemany(
+            "INSERT INTO entries (call_id, seq, kind, payload, key, state, head, attempts, "
+            "next_attempt, created, updated, grp, result) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+            inserts,
+        )
+        ids = dict(
+            _rows_in(
+                conn,
+                "SELECT key, entry_id FROM entries WHERE key IN ({})",
+                [insert[4] for insert in inserts],
+            )
+        )
+        return [
+            [_entry((ids.get(row[5], row[0]), *row[1:])) for row in answer] for answer in answers
+        ]
+
+    def _calls(self, call_ids: set[str]) -> dict[str, _Call]:
+        """The last seq and the open entries of each call, from the file."""
+        calls = {call_id: _Call() for call_id in call_ids}
+        for call_id, last in _rows_in(
+            self._conn,
+            "SELECT call_id, MAX(seq) FROM entries WHERE call_id IN ({}) GROUP BY call_id",
+            call_ids,
+        ):
+            calls[call_id].last = last
+        rows = _rows_in(
+            self._conn,
+            "SELECT call_id, key, seq, kind, payload, state, attempts, last_error, grp "
+            "FROM entries WHERE state != 'done' AND call_id IN ({})",
+            call_ids,
+        )
+        for call_id, key, seq, kind, payload, state, attempts, last_error, group in sorted(
+            rows, key=lambda row: row[2]
+        ):
+            calls[call_id].open[key] = _Open(
+                key, seq, kind, payload, EntryState(state), attempts, last_error, group
+            )
+        return calls
+
+    @staticmethod
+    def _fold(
+        call: _Call,
+        intent: Intent,
+        inserts: builtins.list[builtins.list[Any]],
+        folds: dict[str, str],
+        found: dict[str, Any],
+    ) -> str | None:
+        """Fold an update into its record's open create; return the create's key if so."""
+        key = create_key(intent)
+        create = None if key is None else call.open.get(key)
+        if create is None or create.group != intent.group:
+            return None
+        if not open_create(create.kind, create.state, create.attempts, create.last_error):
+            return None
+        between = [(o.kind, o.payload) for o in call.open.values() if o.seq > create.seq]
+        payload = fold(json.loads(create.payload), intent, between)
+        if payload is None:
+            return None
+        create.payload = payload
+        if create.new is None:
+            folds[create.key] = payload
+        else:
+            inserts[create.new][3] = payload
+        # A later append of the create's key in this batch returns it as it is now.
+        row = found.get(create.key)
+        if row is not None:
+            found[create.key] = (*row[:4], payload, *row[5:])
+        return create.key
+
+
 class SqliteJournal:
     """A `JournalStore` in one SQLite file: survives a crash of the process and a restart.
 
@@ -364,90 +515,11 @@ class SqliteJournal:
             raise _rules.missing(entry_id)
         return _entry(row)
 
-    def _insert(self, conn: sqlite3.Connection, intent: Intent, now: float) -> Entry:
-        # One look for both: whether the key is there already, and the call's last entry.
-        existing, last, still_open = conn.execute(
-            "SELECT (SELECT entry_id FROM entries WHERE key = ?), COALESCE(MAX(seq), 0), "
-            "COALESCE(SUM(state != 'done'), 0) FROM entries WHERE call_id = ?",
-            (intent.key, intent.call_id),
-        ).fetchone()
-        if existing is not None:
-            return self._select(conn, existing)
-        into = self._fold(conn, intent)
-        state = EntryState.PENDING if into is None else EntryState.DONE
-        result = None if into is None else folded_result(into)
-        cursor = conn.execute(
-            "INSERT INTO entries (call_id, seq, kind, payload, key, state, head, attempts, "
-            "next_attempt, created, updated, grp, result) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
-            (
-                intent.call_id,
-                last + 1,
-                intent.kind,
-                intent.payload_json,
-                intent.key,
-                state.value,
-                int(still_open == 0 and into is None),
-                now,
-                now,
-                now,
-                intent.group,
-                result,
-            ),
-        )
-        entry_id = cursor.lastrowid
-        if entry_id is None:  # an INSERT into a rowid table always sets it
-            raise AssertionError("SQLite did not report the new entry's id")
-        return Entry(
-            entry_id=entry_id,
-            call_id=intent.call_id,
-            seq=last + 1,
-            kind=intent.kind,
-            payload=json.loads(intent.payload_json),
-            key=intent.key,
-            state=state,
-            attempts=0,
-            next_attempt=now,
-            lease_owner=None,
-            lease_until=None,
-            last_error=None,
-            created=now,
-            updated=now,
-            result=None if result is None else json.loads(result),
-            group=intent.group,
-        )
-
-    def _fold(self, conn: sqlite3.Connection, intent: Intent) -> str | None:
-        """Fold an update into its record's unclaimed create; return the create's key if so."""
-        key = create_key(intent)
-        if key is None:
-            return None
-        row = conn.execute(
-            "SELECT call_id, seq, kind, payload, state, attempts, last_error, grp FROM entries "
-            "WHERE key = ?",
-            (key,),
-        ).fetchone()
-        if row is None or row[0] != intent.call_id or row[7] != intent.group:
-            return None
-        if not open_create(row[2], EntryState(row[4]), row[5], row[6]):
-            return None
-        between = conn.execute(
-            "SELECT kind, payload FROM entries WHERE call_id = ? AND seq > ? AND state != 'done'",
-            (intent.call_id, row[1]),
-        ).fetchall()
-        payload = fold(json.loads(row[3]), intent, between)
-        if payload is None:
-            return None
-        conn.execute("UPDATE entries SET payload = ? WHERE key = ?", (payload, key))
-        return key
-
     def _write_appends(
         self, requests: builtins.list[tuple[builtins.list[Intent], float]]
     ) -> builtins.list[builtins.list[Entry]]:
         with self._transaction() as conn:
-            return [
-                [self._insert(conn, intent, now) for intent in intents] for intents, now in requests
-            ]
+            return _Appends(conn).write(requests)
 
     def _claim(
         self, owner: str, now: float, limit: int, lease: float, skip: frozenset[str]
