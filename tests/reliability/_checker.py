@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -114,6 +114,12 @@ class Sent:
         outcome: The status answered, or the transport error's name.
         injected: ``"permanent"`` when the harness turned it into a 400.
         dangling: sys_ids it referred to (URL or body) that did not exist when it was sent.
+        batch: The Batch API request's id, on it and on each of its sub-requests.
+        kind: ``"request"`` for a request sent on its own; ``"batch"`` for a Batch API
+            request (a POST with no table, that writes nothing itself), followed in the
+            history by one ``"sub"`` per request it carried: each a Table API request of its
+            table, sent when its batch was, its outcome the status its item of the answer
+            carries (``"batch <outcome>"`` when the batch failed as a whole).
     """
 
     at: float
@@ -125,6 +131,8 @@ class Sent:
     outcome: str = ""
     injected: str | None = None
     dangling: tuple[str, ...] = ()
+    batch: str | None = None
+    kind: Literal["request", "batch", "sub"] = "request"
 
 
 @attrs.frozen
@@ -254,7 +262,11 @@ def check_history(history: RunHistory) -> Report:
         "answered": sum(1 for c in calls.values() if c.answered),
         "missed_offers": sum(len(c.missed) for c in calls.values()),
         "abandoned": sum(1 for c in calls.values() if c.outcome in ("abandoned", "overflowed")),
-        "requests": len(history.received),
+        # Requests over the wire (a Batch API request counts once), Table API requests run
+        # (a batch's sub-requests one each) and Batch API requests.
+        "requests": sum(1 for r in history.received if _wire(r)),
+        "table_requests": sum(1 for r in history.received if r.table is not None),
+        "batches": sum(1 for r in history.received if _wire(r) and _batch_request(r)),
         "poisoned_calls": len(poisoned),
         "dead_entries": len(_dead_keys(history)),
         "switches": sum(
@@ -262,6 +274,17 @@ def check_history(history: RunHistory) -> Report:
         ),
     }
     return Report(tuple(found), stats)
+
+
+def _wire(request: Any) -> bool:
+    """Whether a received request came over the wire (not a sub-request of a batch)."""
+    return getattr(request, "batch_id", None) is None
+
+
+def _batch_request(request: Any) -> bool:
+    """Whether a received request is a Batch API request (the POST that carries the rest)."""
+    path = str(getattr(request, "path", ""))
+    return request.table is None and path.rstrip("/").endswith("/batch")
 
 
 def _call_histories(history: RunHistory) -> dict[str, Any]:
@@ -501,6 +524,8 @@ def _modes(history: RunHistory) -> list[Violation]:
     intervals = _resiliency_intervals(history)
     outages = sorted((f for f in history.faults if f.outage), key=lambda f: f.start)
     for fault in outages:
+        # A table request: one sent alone or carried by a batch (the batch itself and token
+        # requests have no table).
         first = next(
             (s.at for s in history.sent if fault.start <= s.at < fault.end and s.table), None
         )

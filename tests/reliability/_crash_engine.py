@@ -1,6 +1,6 @@
 """The engine process of the crash test: route scripted calls on a SQLite journal, or drain it.
 
-Usage: ``python _crash_engine.py JOURNAL URL HISTORY SEED RUN [--drain]``.
+Usage: ``python _crash_engine.py JOURNAL URL HISTORY SEED RUN [--drain] [--per-request N]``.
 
 Makes calls arrive (seeded) for scripted agents who accept, reject or let offers ring out, on
 the system clock, against the instance at URL. Each fact an adapter could act on is appended to
@@ -8,7 +8,9 @@ HISTORY only once the engine has journaled it, one line each, flushed and synced
 ``accepted CALL`` after `Engine.accept` returned, ``ended CALL`` after `Engine.end` returned,
 ``missed CALL ATTEMPT`` when `OfferTimedOut` is published. Prints ``ready`` once routing starts;
 the test kills it with SIGKILL at a moment of its choosing. With ``--drain`` it routes nothing,
-waits until nothing is pending or in flight, prints ``done`` and exits 0.
+waits until nothing is pending or in flight, prints ``done`` and exits 0. With
+``--per-request N`` (N > 1) the drainer sends up to N entries a request through the Batch API,
+from two slots, so that entries queue up behind the requests in flight and batches fill.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import asyncio
 import os
 import random
 import sys
+
+import attrs
 
 from callresilience import Agent, Call, RouterConfig, SystemClock
 from callresilience.engine import Engine, EngineConfig, EngineEvent, OfferTimedOut
@@ -101,19 +105,25 @@ async def drain(engine: Engine) -> int:
 async def main(args: list[str]) -> int:
     """Route until killed, or drain (the arguments are in the module's docstring)."""
     journal, url, history_path, seed, run = args[:5]
+    flags = args[5:]
+    drainer = DRAINER
+    if "--per-request" in flags:
+        per_request = int(flags[flags.index("--per-request") + 1])
+        if per_request > 1:
+            drainer = attrs.evolve(DRAINER, per_request=per_request, concurrency=2)
     config = EngineConfig(
         instance=url,
         auth=BasicAuth("sn", "pw"),
         journal=journal,
         router=ROUTER,
-        drainer=DRAINER,
+        drainer=drainer,
         read_timeout=5.0,
     )
     clock = SystemClock()
     history = History(history_path)
     agents = ScriptedAgents(clock, BEHAVIOUR, seed=int(seed), observer=history.agent_did)
     async with Engine(config, agents, clock=clock) as engine:
-        if "--drain" in args[5:]:
+        if "--drain" in flags:
             return await drain(engine)
         agents.bind(engine)
         engine.subscribe(history.engine_said)

@@ -9,12 +9,14 @@ and takes no wall-clock time to wait.
 
 What the run records goes into a `RunHistory` (see `_checker`), through three small wrappers:
 the agents' channel, a journal store that writes down every transition, and a transport that
-writes down every request the client sends (and can turn some into permanent errors).
+writes down every request the client sends (and can turn some into permanent errors); a Batch
+API request is written down as itself and as each Table API request it carries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import heapq
 import itertools
@@ -81,6 +83,7 @@ QUEUE = "support"
 SCOPES = ("region:emea", "region:amer")
 CLIENT_ID, CLIENT_SECRET = "harness-client", "harness-secret"  # the fake's throwaway app
 _TABLE_PATH = re.compile(r"^/api/now(?:/v[12])?/table/([^/]+)(?:/([^/]+))?/?$")
+_BATCH_PATH = re.compile(r"^/api/now(?:/v1)?/batch/?$")
 _TERMINAL = (CallEnded, CallAbandoned, CallOverflowed)
 #: Turns of the event loop at one virtual instant after which the harness calls it a livelock.
 SPIN_LIMIT = 5_000
@@ -197,6 +200,12 @@ class Settings:
     modes: ModeConfig = attrs.field(factory=lambda: ModeConfig(enter_after=10.0, leave_after=30.0))
     fold_updates: bool = True
     concurrency: int = 16
+    #: Journal entries the drainer sends in one request (above 1, through the Batch API).
+    per_request: int = 1
+    #: Seconds every request spends on the network (a `Latency` on every request, for the
+    #: whole run; not a fault). With few drainer slots it lets entries queue up, as they do
+    #: when calls come fast, so that batches fill.
+    round_trip: float = 0.0
 
     def config(self, seed: int, journal: Path | None) -> EngineConfig:
         """The engine's configuration."""
@@ -217,6 +226,7 @@ class Settings:
                 breaker=self.breaker,
                 backoff=Backoff(cap=self.backoff_cap),
                 concurrency=self.concurrency,
+                per_request=self.per_request,
             ),
             records=RecordMapping(fold_updates=self.fold_updates),
             read_timeout=self.read_timeout,
@@ -262,6 +272,20 @@ class Scenario:
     drain_limit: float = 1800.0
     #: Virtual seconds to keep running once drained, so a late commit would still show.
     tail: float = 90.0
+
+
+def batching(settings: Settings, per_request: int) -> Settings:
+    """`settings` with the drainer sending up to `per_request` entries a request (Batch API).
+
+    The drainer claims an entry as soon as it is journaled, so with 16 slots and an instance
+    that answers at once every entry goes alone and no batch forms. Two slots and a 0.25 s
+    round trip on every request let entries queue up behind the requests in flight, as they
+    do when calls come fast or a backlog drains, so that batches go out in every phase (and
+    entries still go alone: a create that may have been written, a lone due entry).
+    """
+    if per_request == 1:
+        return settings
+    return attrs.evolve(settings, per_request=per_request, concurrency=2, round_trip=0.25)
 
 
 def user_sys_id(agent_id: str) -> str:
@@ -385,8 +409,20 @@ class RecordingStore:
         return call
 
 
+def _with(request: httpx.Request, url: httpx.URL, content: bytes) -> httpx.Request:
+    """`request` sent to `url` with `content` (its length set afresh)."""
+    headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
+    return httpx.Request(
+        request.method, url, headers=headers, content=content, extensions=request.extensions
+    )
+
+
 class RecordingTransport(httpx.AsyncBaseTransport):
-    """The fake's transport, writing down each request; some writes become permanent errors."""
+    """The fake's transport, writing down each request; some writes become permanent errors.
+
+    A Batch API request is written down, then each request it carries as a table request of
+    its own (see `Sent`), which a permanent fault turns into an error alone.
+    """
 
     def __init__(
         self, fake: FakeServiceNow, clock: ManualClock, history: RunHistory, mapping: RecordMapping
@@ -446,12 +482,22 @@ class RecordingTransport(httpx.AsyncBaseTransport):
                 missing.append(f"{target}/{value}")
         return tuple(missing)
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        now = self._clock.now()
-        method = request.method
-        match = _TABLE_PATH.match(request.url.path)
+    def _sent(
+        self,
+        now: float,
+        method: str,
+        path: str,
+        content: bytes,
+        *,
+        batch: str | None = None,
+    ) -> tuple[Sent, str | None]:
+        """A table request as the checker sees it, and the path to send it to instead, if any.
+
+        The path changes when the request falls in a permanent fault's window: it then goes
+        to a table the instance lacks.
+        """
+        match = _TABLE_PATH.match(path)
         table, sys_id = (match.group(1), match.group(2)) if match else (None, None)
-        content = await request.aread()
         fields: dict[str, Any] = {}
         if method in ("POST", "PATCH", "PUT") and table and content:
             try:
@@ -461,26 +507,26 @@ class RecordingTransport(httpx.AsyncBaseTransport):
             fields = decoded if isinstance(decoded, dict) else {}
         row = self._row(table, sys_id) if table and sys_id else None
         call_id = self._call_of(table, fields, row)
-        injected = None
+        injected, moved = None, None
         if table and self._poison(method, table, now):
             injected = "permanent"
-            url = request.url.copy_with(
-                path=request.url.path.replace(f"/{table}", f"/u_retired_{table}", 1)
-            )
-            request = httpx.Request(
-                method, url, headers=request.headers, content=content, extensions=request.extensions
-            )
+            moved = path.replace(f"/{table}", f"/u_retired_{table}", 1)
+        dangling = self._dangling(table, sys_id, fields)
+        kind: Literal["request", "sub"] = "request" if batch is None else "sub"
         sent = Sent(
-            now,
-            method,
-            table,
-            sys_id,
-            call_id,
-            fields,
-            "pending",
-            injected,
-            self._dangling(table, sys_id, fields),
+            now, method, table, sys_id, call_id, fields, "pending", injected, dangling, batch, kind
         )
+        return sent, moved
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        now = self._clock.now()
+        method = request.method
+        content = await request.aread()
+        if method == "POST" and _BATCH_PATH.match(request.url.path):
+            return await self._batch(request, content, now)
+        sent, moved = self._sent(now, method, request.url.path, content)
+        if moved is not None:
+            request = _with(request, request.url.copy_with(path=moved), content)
         index = len(self._history.sent)
         self._history.sent.append(sent)
         try:
@@ -490,6 +536,81 @@ class RecordingTransport(httpx.AsyncBaseTransport):
             raise
         self._history.sent[index] = attrs.evolve(sent, outcome=str(response.status_code))
         return response
+
+    async def _batch(self, request: httpx.Request, content: bytes, now: float) -> httpx.Response:
+        """A Batch API request: written down as itself, then each sub-request as its own.
+
+        Each sub-request is a `Sent` of its table (with the batch's id), poisoned as a request
+        of its own would be, and its outcome is the status its item of the answer carries; when
+        the batch failed as a whole, each takes the batch's outcome, as ``"batch <outcome>"``.
+        """
+        try:
+            body = json.loads(content)
+        except ValueError:
+            body = None
+        items = body.get("rest_requests") if isinstance(body, dict) else None
+        batch_id = str(body.get("batch_request_id", "")) if isinstance(body, dict) else ""
+        outer = Sent(now, "POST", None, None, None, {}, "pending", batch=batch_id, kind="batch")
+        subs: dict[str, int] = {}  # sub-request id -> its index in history.sent
+        start = len(self._history.sent)
+        self._history.sent.append(outer)
+        if isinstance(items, list):
+            changed = False
+            rewritten = []
+            for item in items:
+                url = str(item.get("url", ""))
+                path, mark, query = url.partition("?")
+                try:
+                    payload = base64.b64decode(item.get("body") or "")
+                except ValueError:
+                    payload = b""
+                sent, moved = self._sent(
+                    now, str(item.get("method", "")), path, payload, batch=batch_id
+                )
+                rewritten.append(item if moved is None else {**item, "url": moved + mark + query})
+                changed = changed or moved is not None
+                subs[str(item.get("id"))] = len(self._history.sent)
+                self._history.sent.append(sent)
+            if changed:
+                content = json.dumps({**body, "rest_requests": rewritten}).encode()
+                request = _with(request, request.url, content)
+        try:
+            response = await self._inner.handle_async_request(request)
+        except httpx.HTTPError as error:
+            self._settle_batch(start, subs, type(error).__name__, None)
+            raise
+        await response.aread()
+        self._settle_batch(start, subs, str(response.status_code), response)
+        return response
+
+    def _settle_batch(
+        self, start: int, subs: dict[str, int], outcome: str, response: httpx.Response | None
+    ) -> None:
+        """Write down the outcome of a batch (at `start`) and of its sub-requests."""
+        sent = self._history.sent
+        sent[start] = attrs.evolve(sent[start], outcome=outcome)
+        items: dict[str, str] = {}
+        unserviced: set[str] = set()
+        answer = None
+        if response is not None and response.is_success:
+            try:
+                answer = json.loads(response.content)
+            except ValueError:
+                answer = None
+        if isinstance(answer, dict) and isinstance(answer.get("serviced_requests"), list):
+            served = answer["serviced_requests"]
+            items = {str(i.get("id")): str(i.get("status_code")) for i in served}
+            unserviced = {str(i) for i in answer.get("unserviced_requests") or ()}
+        else:
+            answer = None
+        for ident, index in subs.items():
+            if answer is None:
+                result = f"batch {outcome}"
+            elif ident in items:
+                result = items[ident]
+            else:
+                result = "unserviced" if ident in unserviced else "unanswered"
+            sent[index] = attrs.evolve(sent[index], outcome=result)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -689,6 +810,8 @@ class Run:
     # -- the loop -----------------------------------------------------------------------------
 
     def schedule(self) -> None:
+        if self.scenario.settings.round_trip > 0:
+            self.fake.faults.add(Latency(self.scenario.settings.round_trip))
         for script in self.scenario.calls:
             self.at(script.arrive, lambda script=script: self.arrive(script))
         for spec in self.scenario.faults:
@@ -796,9 +919,22 @@ def offer_timeline(history: RunHistory) -> list[tuple[float, str, str, int | Non
 
 
 def faults_met(history: RunHistory) -> int:
-    """Requests the instance received while a fault (other than background noise) was on."""
+    """Requests the instance received while a fault (other than background noise) was on.
+
+    Requests over the wire: a Batch API request counts once, not once per request it carries
+    (its sub-requests are logged with its `batch_id`, and the batch itself after them).
+    """
     windows = [f for f in history.faults if not f.noise]
-    return sum(1 for r in history.received if any(f.start <= r.at < f.end for f in windows))
+    return sum(
+        1
+        for r in history.received
+        if r.batch_id is None and any(f.start <= r.at < f.end for f in windows)
+    )
+
+
+def batches_sent(history: RunHistory) -> int:
+    """Batch API requests the client sent."""
+    return sum(1 for s in history.sent if s.kind == "batch")
 
 
 def names(items: Iterable[Any]) -> list[str]:
@@ -868,8 +1004,13 @@ def cohort(at: float = COHORT_AT) -> list[CallScript]:
     return calls
 
 
-def matrix_scenario(seed: int, fault: str | None, phase: str, reproduce: str = "") -> Scenario:
-    """Background calls, then the cohort; `fault` starts at the cohort's `phase` for 30 s."""
+def matrix_scenario(
+    seed: int, fault: str | None, phase: str, reproduce: str = "", *, per_request: int = 1
+) -> Scenario:
+    """Background calls, then the cohort; `fault` starts at the cohort's `phase` for 30 s.
+
+    `per_request` is the drainer's: above 1, entries go through the Batch API (`batching`).
+    """
     rng = random.Random(seed)
     background = random_calls(
         rng, count=40, start=0.0, gap=3.0, prefix="b", skip=[(COHORT_AT - 25.0, COHORT_AT + 1.0)]
@@ -881,6 +1022,7 @@ def matrix_scenario(seed: int, fault: str | None, phase: str, reproduce: str = "
         seed=seed,
         calls=tuple(sorted([*background, *cohort()], key=lambda c: c.arrive)),
         faults=faults,
+        settings=batching(Settings(), per_request),
         reproduce=reproduce,
     )
 
@@ -891,24 +1033,35 @@ def combined_scenario(
     *,
     journal: Literal["memory", "sqlite"] = "memory",
     reproduce: str = "",
+    per_request: int = 1,
+    each_fault: bool = False,
 ) -> Scenario:
     """`calls` calls, one a second to 24 agents, through a seeded schedule of mixed faults.
 
     Every few minutes one of the catalogue's faults starts, for 10 to 60 s (a permanent error
     for 3 s); between two of them there is time for the modes to return. Over the whole run,
     a few percent of the writes meet an ambiguous commit or a slow answer at random.
+    `per_request` is the drainer's: above 1, entries go through the Batch API (`batching`).
+    With `each_fault`, the faults come in rounds, each the whole catalogue in a seeded order,
+    with 1-2 minutes between them instead of 1-5, so that 2,000 calls meet every fault.
     """
     rng = random.Random(seed)
     scripts = random_calls(rng, count=calls, start=0.0, gap=1.0)
     end = scripts[-1].arrive if scripts else 0.0
-    settings = Settings(agents=24)
+    settings = batching(Settings(agents=24), per_request)
     faults: list[FaultSpec] = []
     at = 30.0
+    rounds: list[str] = []
     while at < end:
-        name = rng.choice(COMBINED_FAULTS)
+        if each_fault:
+            if not rounds:
+                rounds = rng.sample(COMBINED_FAULTS, len(COMBINED_FAULTS))
+            name = rounds.pop()
+        else:
+            name = rng.choice(COMBINED_FAULTS)
         duration = 3.0 if name == "permanent_400" else round(rng.uniform(10.0, 60.0), 1)
         faults.append(fault_spec(name, round(at, 1), duration))
-        at += duration + 60.0 + rng.uniform(60.0, 300.0)
+        at += duration + 60.0 + rng.uniform(60.0, 120.0 if each_fault else 300.0)
     if end > 0:
         faults.append(
             FaultSpec(

@@ -10,6 +10,7 @@ from callresilience.engine import CallOffered, RecordMapping
 from callresilience.health import Mode, ModeChanged
 from callresilience.journal import RecordDead
 from callresilience.routing import CallConnected, CallEnded, CallRedirected, OfferOutcome
+from callresilience.testing import RecordedRequest
 
 from ._checker import (
     CallPlan,
@@ -249,3 +250,93 @@ def test_a_late_commit_that_undoes_a_newer_write_is_reported() -> None:
     ]
     history.received = tuple(received)
     assert rules(history) == {"late_write"}
+
+
+# -- Batch API requests: the batch itself and the table requests it carried ---------------------
+
+
+def batch(at: float, *subs: Sent, outcome: str = "200") -> list[Sent]:
+    """A Batch API request as the harness writes it down: the batch, then its sub-requests."""
+    outer = Sent(at, "POST", None, None, None, {}, outcome, batch="b1", kind="batch")
+    return [outer, *(attrs.evolve(s, at=at, batch="b1", kind="sub") for s in subs)]
+
+
+def received(method: str, path: str, table: str | None, at: float, **kw: Any) -> RecordedRequest:
+    """A request as the fake logs it."""
+    fields: dict[str, Any] = {"query": "", "sys_id": None, "status": 200}
+    fields.update(outcome="answered", committed=False, at=at)
+    fields.update(kw)
+    return RecordedRequest(method, path, table=table, **fields)
+
+
+def test_a_permanent_error_inside_a_batch_must_leave_a_dead_entry() -> None:
+    """A sub-request answered 400 is a permanent error of its call, as if sent alone."""
+    history = healthy()
+    poisoned = Sent(20.0, "PATCH", "interaction", "x" * 32, "c2", {}, "400", injected="permanent")
+    history.sent += batch(20.0, poisoned)
+    assert rules(history) == {"dead"}
+    # Its batch failed as a whole (a 503): the sub-request never ran, so nothing must die.
+    history = healthy()
+    history.sent += batch(20.0, attrs.evolve(poisoned, outcome="batch 503"), outcome="503")
+    assert check_history(history).ok
+
+
+def test_an_outage_first_met_by_a_batch_counts_from_the_batch() -> None:
+    """The switch is due 25 s after the batch that met the outage, not after a later request."""
+    history = outage(healthy(), 90.0, 120.0)
+    history.sent.clear()
+    history.sent += batch(51.0, Sent(0.0, "POST", "interaction", None, "c9", {}, "", None))
+    history.sent.append(Sent(80.0, "POST", "interaction", None, "c9", {}, "ConnectError"))
+    assert rules(history) == {"mode_late"}  # due by 76 s
+
+
+def test_a_late_commit_inside_a_batch_is_reported() -> None:
+    """A batched PATCH that timed out and landed after a newer one is a late write."""
+    history = healthy()
+    sys_id = history.tables["interaction"][0]["sys_id"]
+    path = f"/api/now/table/interaction/{sys_id}"
+    hold = Sent(
+        0.0, "PATCH", "interaction", sys_id, "c1", {"state": "on_hold"}, "batch ReadTimeout"
+    )
+    history.sent += batch(13.0, hold, outcome="ReadTimeout")
+    history.sent.append(
+        Sent(17.0, "PATCH", "interaction", sys_id, "c1", {"state": "closed_complete"}, "200")
+    )
+    history.received = (
+        received("PATCH", path, "interaction", 17.0, sys_id=sys_id, committed=True),
+        received(
+            "PATCH",
+            path,
+            "interaction",
+            13.0,
+            sys_id=sys_id,
+            committed=True,
+            status=None,
+            outcome="timed_out",
+            batch_id="b1",
+        ),
+        received(
+            "POST",
+            "/api/now/v1/batch",
+            None,
+            13.0,
+            committed=True,
+            status=None,
+            outcome="timed_out",
+        ),
+    )
+    assert rules(history) == {"late_write"}
+
+
+def test_a_batch_counts_once_over_the_wire_and_its_sub_requests_as_table_requests() -> None:
+    """The figures: requests over the wire, Table API requests run, and batches."""
+    history = healthy()
+    history.received = (
+        received("POST", "/api/now/table/interaction", "interaction", 5.0, status=201),
+        received("POST", "/api/now/table/interaction", "interaction", 9.0, batch_id="b1"),
+        received("PATCH", "/api/now/table/interaction/1", "interaction", 9.0, batch_id="b1"),
+        received("POST", "/api/now/v1/batch", None, 9.0, committed=True),
+        received("POST", "/oauth_token.do", None, 1.0),
+    )
+    stats = check_history(history).stats
+    assert (stats["requests"], stats["table_requests"], stats["batches"]) == (3, 3, 1)

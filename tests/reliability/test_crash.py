@@ -6,7 +6,10 @@ process on a SQLite journal and the system clock; it is killed with SIGKILL at a
 restarted on the same journal, killed again, and restarted a last time to drain. The checker
 then compares the fake's tables with what the child told its adapter before each crash.
 
-Set ``CALLRESILIENCE_SEED`` to vary the run (the fake's faults, the calls, the kill moments).
+The test runs twice: with the drainer sending one entry a request (seed 1), and with it sending
+up to eight through the Batch API from two slots (seed 2), so that batches go out while routing
+and while the restarted engine drains what the killed one left. Set ``CALLRESILIENCE_SEED`` to
+vary the run (the fake's faults, the calls, the kill moments); it then applies to both.
 """
 
 from __future__ import annotations
@@ -36,14 +39,30 @@ from callresilience.testing import (
 )
 
 CHILD = Path(__file__).with_name("_crash_engine.py")
-SEED = int(os.environ.get("CALLRESILIENCE_SEED", "1"))
-REPRODUCE = (
-    f"reproduce with: CALLRESILIENCE_SEED={SEED} .venv/bin/python -m pytest -p no:cacheprovider "
-    "tests/reliability/test_crash.py --no-cov"
-)
+SEED_VARIABLE = "CALLRESILIENCE_SEED"
 MAPPING = RecordMapping()
 STARTUP = 30.0  # seconds a child may take to import and open the journal
 DRAIN = 60.0  # seconds the last run may take to drain (a lease is 12 s)
+
+
+@attrs.frozen
+class Child:
+    """How the engine child runs: its seed, the drainer's entries a request, and the reproducer."""
+
+    seed: int
+    per_request: int
+    reproduce: str
+
+    @classmethod
+    def of(cls, default_seed: int, per_request: int, nodeid: str) -> Child:
+        """The seed from ``CALLRESILIENCE_SEED`` when set, else `default_seed`."""
+        value = os.environ.get(SEED_VARIABLE, "").strip()
+        seed = int(value) if value else default_seed
+        how = (
+            f"reproduce with: {SEED_VARIABLE}={seed} .venv/bin/python -m pytest "
+            f"-p no:cacheprovider --no-cov '{nodeid}'"
+        )
+        return cls(seed, per_request, how)
 
 
 @attrs.define
@@ -98,10 +117,18 @@ def read_history(path: Path) -> Seen:
 
 
 async def start(
-    tmp_path: Path, url: str, run: int, *, drain: bool = False
+    setup: Child, tmp_path: Path, url: str, run: int, *, drain: bool = False
 ) -> asyncio.subprocess.Process:
     """Start the engine child and wait until it routes (or drains)."""
-    args = [str(tmp_path / "journal.db"), url, str(tmp_path / "history.txt"), str(SEED), str(run)]
+    args = [
+        str(tmp_path / "journal.db"),
+        url,
+        str(tmp_path / "history.txt"),
+        str(setup.seed),
+        str(run),
+        "--per-request",
+        str(setup.per_request),
+    ]
     with (tmp_path / f"run-{run}.log").open("wb") as log:
         child = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -118,7 +145,7 @@ async def start(
         line = b""
     if line != b"ready\n":
         await stop(child)
-        pytest.fail(f"run {run} did not start (see {tmp_path}/run-{run}.log); {REPRODUCE}")
+        pytest.fail(f"run {run} did not start (see {tmp_path}/run-{run}.log); {setup.reproduce}")
     return child
 
 
@@ -130,12 +157,12 @@ async def stop(child: asyncio.subprocess.Process) -> None:
     await child.wait()
 
 
-async def crash(tmp_path: Path, url: str, run: int, delay: float) -> Run:
+async def crash(setup: Child, tmp_path: Path, url: str, run: int, delay: float) -> Run:
     """Run the child for `delay` seconds, kill it with SIGKILL, and read what it left."""
-    child = await start(tmp_path, url, run)
+    child = await start(setup, tmp_path, url, run)
     try:
         await asyncio.sleep(delay)
-        assert child.returncode is None, f"run {run} exited by itself; {REPRODUCE}"
+        assert child.returncode is None, f"run {run} exited by itself; {setup.reproduce}"
     finally:
         await stop(child)
     seen = read_history(tmp_path / "history.txt")
@@ -145,16 +172,16 @@ async def crash(tmp_path: Path, url: str, run: int, delay: float) -> Run:
     return Run(len(seen.accepted), len(seen.ended), len(seen.missed), pending, in_flight)
 
 
-async def drain(tmp_path: Path, url: str, run: int) -> None:
+async def drain(setup: Child, tmp_path: Path, url: str, run: int) -> None:
     """Run the child until it has drained the journal, within DRAIN seconds."""
-    child = await start(tmp_path, url, run, drain=True)
+    child = await start(setup, tmp_path, url, run, drain=True)
     try:
         assert child.stdout is not None
         line = await asyncio.wait_for(child.stdout.readline(), DRAIN)
-        assert line == b"done\n", f"the last run ended without draining; {REPRODUCE}"
+        assert line == b"done\n", f"the last run ended without draining; {setup.reproduce}"
         assert await asyncio.wait_for(child.wait(), STARTUP) == 0
     except TimeoutError:
-        pytest.fail(f"the last run did not drain within {DRAIN:g} s; {REPRODUCE}")
+        pytest.fail(f"the last run did not drain within {DRAIN:g} s; {setup.reproduce}")
     finally:
         await stop(child)
 
@@ -215,15 +242,21 @@ def problems(tables: dict[str, list[dict[str, str]]], seen: Seen) -> list[str]:
 
 
 @pytest.mark.anyio
-async def test_engine_killed_twice_keeps_every_accepted_call(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("default_seed", "per_request"), [(1, 1), (2, 8)], ids=["per_request=1", "per_request=8"]
+)
+async def test_engine_killed_twice_keeps_every_accepted_call(
+    default_seed: int, per_request: int, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """SIGKILL twice mid-run, restart on the same journal: each accepted call's records, once."""
+    setup = Child.of(default_seed, per_request, request.node.nodeid)
     began = time.monotonic()
-    rng = random.Random(SEED)
+    rng = random.Random(setup.seed)
     fake = faulty_fake(rng)
     async with fake.serve(port=0) as url:
-        first = await crash(tmp_path, url, 1, rng.uniform(2.0, 4.0))
-        second = await crash(tmp_path, url, 2, rng.uniform(1.5, 3.5))
-        await drain(tmp_path, url, 3)
+        first = await crash(setup, tmp_path, url, 1, rng.uniform(2.0, 4.0))
+        second = await crash(setup, tmp_path, url, 2, rng.uniform(1.5, 3.5))
+        await drain(setup, tmp_path, url, 3)
     async with SqliteJournal(tmp_path / "journal.db") as store:
         counts = await store.counts()
     seen = read_history(tmp_path / "history.txt")
@@ -232,10 +265,14 @@ async def test_engine_killed_twice_keeps_every_accepted_call(tmp_path: Path) -> 
         for table in (MAPPING.phone_log_table, MAPPING.interaction_table, MAPPING.work_item_table)
     }
     found = problems(tables, seen)
-    outcomes = Counter(r.fault or str(r.status) for r in fake.requests)
+    # Requests over the wire (a Batch API request once; its sub-requests are logged apart).
+    outcomes = Counter(r.fault or str(r.status) for r in fake.requests if r.batch_id is None)
+    batched = sum(1 for r in fake.requests if r.batch_id is not None)
+    batches = len({r.batch_id for r in fake.requests if r.batch_id is not None})
     cut = {r["call_id"] for r in tables[MAPPING.phone_log_table]} - set(seen.accepted)
     print(
-        f"seed {SEED}: accepted before crash 1/2: {first.accepted}/{second.accepted} "
+        f"seed {setup.seed}, per_request {per_request}: accepted before crash 1/2: "
+        f"{first.accepted}/{second.accepted} "
         f"(ended {first.ended}/{second.ended}, with a missed offer "
         f"{first.missed}/{second.missed}); pending+in flight at restart 1: "
         f"{first.pending}+{first.in_flight}, at restart 2: {second.pending}+{second.in_flight}; "
@@ -243,9 +280,13 @@ async def test_engine_killed_twice_keeps_every_accepted_call(tmp_path: Path) -> 
         f"{len(tables[MAPPING.interaction_table])} Interactions, "
         f"{len(tables[MAPPING.work_item_table])} work items, {len(cut)} of calls whose "
         f"accepted line the kill cut; problems {len(found)}; "
-        f"requests {dict(outcomes)}; {time.monotonic() - began:.1f} s"
+        f"requests {dict(outcomes)}; {batched} writes in {batches} batches; "
+        f"{time.monotonic() - began:.1f} s"
     )
-    assert first.accepted > 0, f"the first kill came before any call was accepted; {REPRODUCE}"
-    assert second.accepted > first.accepted, f"the second run accepted nothing; {REPRODUCE}"
-    assert not found, "\n".join([*found[:20], REPRODUCE])
-    assert counts[EntryState.DEAD] == 0, REPRODUCE
+    how = setup.reproduce
+    assert first.accepted > 0, f"the first kill came before any call was accepted; {how}"
+    assert second.accepted > first.accepted, f"the second run accepted nothing; {how}"
+    assert not found, "\n".join([*found[:20], how])
+    assert counts[EntryState.DEAD] == 0, how
+    if per_request > 1:
+        assert batches > 0, f"no Batch API request was sent; {how}"
