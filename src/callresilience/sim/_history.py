@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from ..engine import CallOffered, OfferTimedOut
+from ..engine import CallOffered, OfferEnded, OfferTimedOut
 from ..routing import (
     CallAbandoned,
     CallConnected,
@@ -97,6 +97,9 @@ class History:
             call.agent_id = event.agent_id
         elif isinstance(event, CallRedirected):
             self.redirects += 1
+            if event.outcome is OfferOutcome.REJECTED:
+                call.rejected += 1
+        elif isinstance(event, OfferEnded):  # the offer's call overflowed instead
             if event.outcome is OfferOutcome.REJECTED:
                 call.rejected += 1
         elif isinstance(event, OfferTimedOut):
