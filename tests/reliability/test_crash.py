@@ -243,7 +243,7 @@ def problems(tables: dict[str, list[dict[str, str]]], seen: Seen) -> list[str]:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    ("default_seed", "per_request"), [(1, 1), (2, 8)], ids=["per_request=1", "per_request=8"]
+    ("default_seed", "per_request"), [(1, 1), (2, 8)], ids=["per_request_1", "per_request_8"]
 )
 async def test_engine_killed_twice_keeps_every_accepted_call(
     default_seed: int, per_request: int, tmp_path: Path, request: pytest.FixtureRequest

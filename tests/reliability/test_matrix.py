@@ -113,7 +113,7 @@ def matrix_report() -> Iterator[None]:
 
 @pytest.mark.parametrize("phase", list(PHASES))
 @pytest.mark.parametrize("fault", FAULTS)
-@pytest.mark.parametrize("per_request", PER_REQUEST, ids=lambda n: f"per_request={n}")
+@pytest.mark.parametrize("per_request", PER_REQUEST, ids=lambda n: f"per_request_{n}")
 async def test_fault_at_phase(
     per_request: int, fault: str, phase: str, reproduce: Callable[[int], str]
 ) -> None:
