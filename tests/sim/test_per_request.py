@@ -32,18 +32,24 @@ from .test_run import SHORT
 BATCH_LINE = re.compile(r"^Batch API: (\d+) requests? carried (\d+) writes?", re.MULTILINE)
 
 
-def test_batched_outage_run_writes_everything_once_and_counts_the_batches(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """--per-request 8 through an outage: exit 0, nothing lost or doubled, batches counted."""
-    fakes: list[FakeServiceNow] = []
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch) -> list[FakeServiceNow]:
+    """The fakes the simulator's runs build, kept for the test to read their logs."""
+    built: list[FakeServiceNow] = []
 
     def keep(*args: Any, **kwargs: Any) -> FakeServiceNow:
         fake = FakeServiceNow(*args, **kwargs)
-        fakes.append(fake)
+        built.append(fake)
         return fake
 
     monkeypatch.setattr(_runner, "FakeServiceNow", keep)
+    return built
+
+
+def test_batched_outage_run_writes_everything_once_and_counts_the_batches(
+    tmp_path: Path, fakes: list[FakeServiceNow], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--per-request 8 through an outage: exit 0, nothing lost or doubled, batches counted."""
     summary, report = tmp_path / "s.json", tmp_path / "s.html"
     argv = [*SHORT, "--outage", "6s@4s", "--per-request", "8"]
     status = main([*argv, "--json", str(summary), "--report", str(report)])
@@ -76,17 +82,9 @@ def test_batched_outage_run_writes_everything_once_and_counts_the_batches(
 
 
 def test_one_entry_per_request_sends_no_batch(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fakes: list[FakeServiceNow], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Without --per-request the drainer never calls the Batch API and no line is printed."""
-    fakes: list[FakeServiceNow] = []
-
-    def keep(*args: Any, **kwargs: Any) -> FakeServiceNow:
-        fake = FakeServiceNow(*args, **kwargs)
-        fakes.append(fake)
-        return fake
-
-    monkeypatch.setattr(_runner, "FakeServiceNow", keep)
     assert main([*SHORT, "--duration", "8s", "--outage", "3s@2s"]) == 0
     out = capsys.readouterr().out
     assert "Batch API" not in out
