@@ -24,6 +24,7 @@ import json
 import math
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -89,6 +90,8 @@ _TERMINAL = (CallEnded, CallAbandoned, CallOverflowed)
 SPIN_LIMIT = 5_000
 #: How far the harness moves the clock to end such a spin, and how many spins it accepts.
 NUDGE, MAX_SPINS = 1e-6, 200
+#: Real seconds a journal store may stay busy on its thread before the harness gives up on it.
+STORE_WAIT_LIMIT = 60.0
 
 
 class Livelock(AssertionError):
@@ -700,10 +703,23 @@ class Run:
         """Let every task run until none is left to run at this instant."""
         loop = asyncio.get_running_loop()
         ready = getattr(loop, "_ready", None)  # CPython's queue of callbacks to run
-        for spins in range(SPIN_LIMIT):
+        spins = 0
+        waited_since: float | None = None
+        while spins < SPIN_LIMIT:
             await asyncio.sleep(0)
             if self.store.busy:
+                # The journal's thread is working: wait for it in real time, without counting
+                # turns (a slow disk is not a livelock), up to a bound that a stuck store fails.
+                waited_since = waited_since or time.monotonic()
+                if time.monotonic() - waited_since > STORE_WAIT_LIMIT:
+                    raise AssertionError(
+                        f"the journal store was busy for {STORE_WAIT_LIMIT:g} s of real time at "
+                        f"virtual time {self.clock.now():g} s: {sorted(_busy_tasks())}"
+                    )
+                await asyncio.sleep(0.0005)
                 continue
+            waited_since = None
+            spins += 1
             if ready is not None and not ready:
                 return
             if ready is None and spins > 64:
