@@ -12,6 +12,7 @@ import pytest
 from callresilience.journal import (
     DrainerConfig,
     EntryState,
+    Intent,
     RecordDead,
     RecordWritten,
     create_intent,
@@ -265,3 +266,22 @@ def test_per_request_must_be_a_whole_number_of_one_or_more() -> None:
     for bad in (0, -1, 1.5, True):
         with pytest.raises(Exception, match="per_request"):
             DrainerConfig(per_request=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_an_entry_of_an_unknown_kind_dies_in_a_batch_as_it_does_alone(rig: Rig) -> None:
+    """Claimed with creates, an entry the drainer cannot run is dead and sends nothing."""
+    odd = Intent(
+        call_id="odd",
+        kind="delete",
+        payload={"table": "interaction", "target": "interaction", "fields": {}},
+        key="odd:x",
+    )
+    await rig.store.append([odd], rig.clock.time())
+    for n in range(2):
+        await rig.append_call(f"c{n}")
+    await rig.drainer.drain_once()
+    (dead,) = await rig.store.dead()
+    assert dead.key == "odd:x"
+    assert "unknown kind 'delete'" in (dead.last_error or "")
+    assert not any(r.method in {"PATCH", "DELETE"} for r in rig.fake.requests)

@@ -555,14 +555,10 @@ class Drainer:
 
     async def _batch_request(self, entry: Entry) -> BatchRequest:
         """The request that writes `entry` in a batch."""
-        payload = entry.payload
-        table = str(payload.get("table", ""))
-        results = await self._call_results(entry)
-        fields = _resolve(payload.get("fields", {}), results, entry)
+        table, results, fields = await self._prepared(entry)
         if entry.kind == CREATE:
             self._check_post_window(entry)
-            field, value = (str(part) for part in payload.get("correlation", ("", "")))
-            return BatchRequest.create(table, fields, correlation=(field, value))
+            return BatchRequest.create(table, fields, correlation=_correlation(entry))
         return BatchRequest.update(table, _target(entry, results), fields)
 
     def _answered(
@@ -573,14 +569,8 @@ class Drainer:
             self._failed(answer)
             return answer
         if entry.kind == CREATE:
-            sys_id = ref_value(answer.get("sys_id")) or ""
-            return RecordWritten(
-                entry.call_id, entry.key, written_name(entry), CREATE, request.table, sys_id, False
-            )
-        target = str(entry.payload.get("target", ""))
-        return RecordWritten(
-            entry.call_id, entry.key, target, UPDATE, request.table, request.sys_id or "", False
-        )
+            return _written(entry, request.table, ref_value(answer.get("sys_id")) or "")
+        return _written(entry, request.table, request.sys_id or "")
 
     async def _finish(self, entry: Entry, outcome: RecordWritten | Exception) -> None:
         """Record an entry's outcome in the journal (a lost lease drops it)."""
@@ -654,22 +644,15 @@ class Drainer:
 
     async def _execute(self, entry: Entry) -> RecordWritten:
         """Send the entry's request(s), with quick retries in process; return what was written."""
-        payload = entry.payload
-        table = str(payload.get("table", ""))
-        results = await self._call_results(entry)
-        fields = _resolve(payload.get("fields", {}), results, entry)
+        table, results, fields = await self._prepared(entry)
 
         async def once() -> RecordWritten:
             if entry.kind == CREATE:
                 return await self._create(entry, table, fields)
-            if entry.kind == UPDATE:
-                target = _target(entry, results)
-                await self._pace()
-                await self._call(self._client.update(table, target, fields))
-                return RecordWritten(
-                    entry.call_id, entry.key, str(payload["target"]), UPDATE, table, target, False
-                )
-            raise InvalidInput(f"entry {entry.key}: unknown kind {entry.kind!r}", field="kind")
+            target = _target(entry, results)
+            await self._pace()
+            await self._call(self._client.update(table, target, fields))
+            return _written(entry, table, target)
 
         attempts = retrying(
             retry_on=self._retry_in_process,
@@ -685,6 +668,18 @@ class Drainer:
                 with attempt:
                     return await once()
         raise AssertionError("retrying() ends with a result or an error")  # pragma: no cover
+
+    async def _prepared(self, entry: Entry) -> tuple[str, Mapping[str, str], Any]:
+        """The entry's table, its call's results, and its fields with references resolved."""
+        if entry.kind not in (CREATE, UPDATE):
+            raise InvalidInput(f"entry {entry.key}: unknown kind {entry.kind!r}", field="kind")
+        payload = entry.payload
+        results = await self._call_results(entry)
+        return (
+            str(payload.get("table", "")),
+            results,
+            _resolve(payload.get("fields", {}), results, entry),
+        )
 
     async def _call_results(self, entry: Entry) -> Mapping[str, str]:
         """The call's results the entry needs: from what this drainer stored, else the store."""
@@ -707,8 +702,7 @@ class Drainer:
             del self._known[next(iter(self._known))]
 
     async def _create(self, entry: Entry, table: str, fields: dict[str, Any]) -> RecordWritten:
-        field, value = (str(part) for part in entry.payload.get("correlation", ("", "")))
-        name = written_name(entry)
+        field, value = _correlation(entry)
         client = self._client
         if _may_have_written(entry):
             # An earlier attempt may have created the record: look before posting. (The
@@ -719,7 +713,7 @@ class Drainer:
             found = await self._call(client.query(table, lookup, fields=("sys_id",), limit=1))
             if found.records:
                 sys_id = str(found.records[0].get("sys_id", ""))
-                return RecordWritten(entry.call_id, entry.key, name, CREATE, table, sys_id, True)
+                return _written(entry, table, sys_id, adopted=True)
             since = _ambiguous_since(entry)
             if since is not None and self._clock.time() < since + self._config.settle:
                 # The earlier post may still be running on the instance: not found proves
@@ -729,9 +723,7 @@ class Drainer:
         await self._pace()
         outcome = await self._call(client.create_once(table, fields, correlation=(field, value)))
         sys_id = str(outcome.record.get("sys_id", ""))
-        return RecordWritten(
-            entry.call_id, entry.key, name, CREATE, table, sys_id, not outcome.created
-        )
+        return _written(entry, table, sys_id, adopted=not outcome.created)
 
     def _check_post_window(self, entry: Entry) -> None:
         """Raise `_Settling` when it is too late in the entry's lease to post its create."""
@@ -825,6 +817,18 @@ def _may_have_written(entry: Entry) -> bool:
     """Whether an earlier attempt of a create may have written its record."""
     error = entry.last_error or ""
     return error.startswith((_AMBIGUOUS, _TAKEOVER))
+
+
+def _written(entry: Entry, table: str, sys_id: str, *, adopted: bool = False) -> RecordWritten:
+    """What writing `entry`'s record did: its create stored under its name, or its update."""
+    name = written_name(entry) if entry.kind == CREATE else str(entry.payload.get("target", ""))
+    return RecordWritten(entry.call_id, entry.key, name, entry.kind, table, sys_id, adopted)
+
+
+def _correlation(entry: Entry) -> tuple[str, str]:
+    """The field and value a create entry's record is looked up by."""
+    field, value = (str(part) for part in entry.payload.get("correlation", ("", "")))
+    return field, value
 
 
 def _target(entry: Entry, results: Mapping[str, str]) -> str:
