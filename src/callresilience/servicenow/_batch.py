@@ -23,7 +23,7 @@ import attrs
 from .._errors import AmbiguousError, InvalidInput, ServiceNowError, TransientError
 from .._model import check_sys_id
 from ._checks import check_table, payload_json, with_correlation
-from ._classify import classify_response
+from ._classify import classify_response, record_of
 
 __all__ = ["BATCH_PATH", "BatchRequest", "batch_body", "batch_outcomes"]
 
@@ -168,14 +168,7 @@ def _item_outcome(
     )
     if isinstance(outcome, ServiceNowError):
         return outcome
-    if isinstance(outcome.result, dict):
-        return outcome.result
-    return AmbiguousError(
-        f"{action}: the instance answered but 'result' is not a record; the write may or may "
-        "not have been committed, look the record up before sending it again",
-        status_code=status,
-        transaction_id=outcome.transaction_id,
-    )
+    return record_of(outcome, action, write=True, status_code=status)
 
 
 def _plain_record(status: int, headers: Mapping[str, str], content: bytes) -> dict[str, Any] | None:

@@ -316,6 +316,34 @@ def classify_response(
     )
 
 
+def record_of(
+    decoded: Decoded, action: str, *, write: bool, status_code: int | None = None
+) -> dict[str, Any] | ServiceNowError:
+    """The record a successful answer carries, or the error when its `result` is not one.
+
+    Args:
+        decoded: The unwrapped answer.
+        action: ``"METHOD /path"`` for the message.
+        write: Whether the request may have changed a record (then the error is ambiguous).
+        status_code: The status to put on the error, when the caller has it.
+    """
+    if isinstance(decoded.result, dict):
+        return decoded.result
+    what = f"{action}: the instance answered but 'result' is not a record"
+    if write:
+        return AmbiguousError(
+            f"{what}; the write may or may not have been committed, look the record up "
+            "before sending it again",
+            status_code=status_code,
+            transaction_id=decoded.transaction_id,
+        )
+    return TransientError(
+        f"{what}; the read changed nothing, send it again after a pause",
+        status_code=status_code,
+        transaction_id=decoded.transaction_id,
+    )
+
+
 def classify_status(
     *,
     status_code: int,

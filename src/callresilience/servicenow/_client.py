@@ -44,6 +44,7 @@ from ._classify import (
     is_write,
     may_still_run,
     nothing_sent,
+    record_of,
 )
 from ._durations import to_seconds
 from ._endpoints import Endpoints
@@ -609,19 +610,10 @@ class ServiceNowClient:
     # Plumbing.
 
     def _record(self, decoded: Decoded, method: str, path: str) -> Record:
-        if isinstance(decoded.result, dict):
-            return decoded.result
-        what = f"{method} {path}: the instance answered but 'result' is not a record"
-        if is_write(method):
-            raise AmbiguousError(
-                f"{what}; the write may or may not have been committed, look the record up "
-                "before sending it again",
-                transaction_id=decoded.transaction_id,
-            )
-        raise TransientError(
-            f"{what}; the read changed nothing, send it again after a pause",
-            transaction_id=decoded.transaction_id,
-        )
+        record = record_of(decoded, f"{method} {path}", write=is_write(method))
+        if isinstance(record, ServiceNowError):
+            raise record
+        return record
 
     async def _post_form(self, path: str, form: Mapping[str, str]) -> httpx.Response:
         return await self._send(
