@@ -74,18 +74,13 @@ def _number(low: float, high: float | None = None) -> Callable[[str], float]:
 
 
 def _per_request(text: str) -> int:
-    from ..sim._scenario import MAX_PER_REQUEST  # noqa: PLC0415
+    from ..sim._scenario import check_per_request  # noqa: PLC0415
 
     try:
-        value = int(text)
+        value: object = int(text)
     except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_PER_REQUEST:
-        raise ValueError(
-            f"{text!r}: give a whole number from 1 to {MAX_PER_REQUEST} (journal entries per "
-            "request; 1 sends each alone)"
-        )
-    return value
+        value = text
+    return check_per_request(value)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -226,6 +226,14 @@ def parse_fault(kind: str, text: str) -> FaultSpec:
 #: The most journal entries a scenario sends in one Batch API request.
 MAX_PER_REQUEST: Final = 100
 
+
+def check_per_request(value: object) -> int:
+    """Return `value` if it can be a scenario's `per_request`, else raise `ScenarioError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PER_REQUEST:
+        raise ScenarioError(f"per_request: give a whole number from 1 to {MAX_PER_REQUEST}")
+    return value
+
+
 #: The outage a run gets when no fault option is given.
 DEFAULT_OUTAGE: Final = FaultSpec("outage", 30.0, 40.0)
 
@@ -304,12 +312,7 @@ class Scenario:
 
     @per_request.validator
     def _check_per_request(self, attribute: attrs.Attribute[Any], value: int) -> None:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or not 1 <= value <= MAX_PER_REQUEST
-        ):
-            raise ScenarioError(f"per_request: give a whole number from 1 to {MAX_PER_REQUEST}")
+        check_per_request(value)
 
     def unavailable_at(self, t: float) -> bool:
         """Whether the instance is scheduled to answer nothing `t` seconds into the run."""
