@@ -89,6 +89,8 @@ _TAKEOVER: Final = "lease of "
 _KNOWN_CALLS: Final = 4096
 #: How many entries backed off for the instance's trouble the drainer remembers at most.
 _BACKED_OFF: Final = 10_000
+#: All the drainer reads of a record it wrote: the instance need not render the rest.
+_ANSWER_FIELDS: Final = ("sys_id",)
 
 
 def create_intent(
@@ -533,7 +535,9 @@ class Drainer:
         """Send one batch; return each entry's outcome (none for entries it finished itself)."""
         await self._pace(len(ready))
         try:
-            answers = await self._call(self._client.batch([request for _, request in ready]))
+            answers = await self._call(
+                self._client.batch([request for _, request in ready], fields=_ANSWER_FIELDS)
+            )
         except PermanentError as error:
             # The batch itself was refused (no Batch API for this user?), not the entries:
             # nothing ran, so each goes alone now, and from now on.
@@ -651,7 +655,7 @@ class Drainer:
                 return await self._create(entry, table, fields)
             target = _target(entry, results)
             await self._pace()
-            await self._call(self._client.update(table, target, fields))
+            await self._call(self._client.update(table, target, fields, fields=_ANSWER_FIELDS))
             return _written(entry, table, target)
 
         attempts = retrying(
@@ -674,18 +678,22 @@ class Drainer:
         if entry.kind not in (CREATE, UPDATE):
             raise InvalidInput(f"entry {entry.key}: unknown kind {entry.kind!r}", field="kind")
         payload = entry.payload
-        results = await self._call_results(entry)
+        fields = payload.get("fields", {})
+        refs = _refs(fields, set())
+        results = await self._call_results(entry, refs)
         return (
             str(payload.get("table", "")),
             results,
-            _resolve(payload.get("fields", {}), results, entry),
+            _resolve(fields, results, entry) if refs else fields,
         )
 
-    async def _call_results(self, entry: Entry) -> Mapping[str, str]:
-        """The call's results the entry needs: from what this drainer stored, else the store."""
-        needed = _refs(entry.payload.get("fields", {}))
+    async def _call_results(self, entry: Entry, needed: set[str]) -> Mapping[str, str]:
+        """The call's results the entry needs, from what this drainer stored, else the store.
+
+        `needed` holds the names its fields refer to; an update needs its target too.
+        """
         if entry.kind == UPDATE:
-            needed.add(str(entry.payload.get("target", "")))
+            needed = {*needed, str(entry.payload.get("target", ""))}
         if not needed:
             return {}
         known = self._known.get(entry.call_id, {})
@@ -860,21 +868,26 @@ def _ambiguous_since(entry: Entry) -> float | None:
         return None
 
 
-def _refs(value: Any) -> set[str]:
-    """The names that ``{"$ref": name}`` placeholders in `value` refer to."""
+def _refs(value: Any, found: set[str]) -> set[str]:
+    """Add to `found` the names that ``{"$ref": name}`` placeholders in `value` refer to."""
     if isinstance(value, Mapping):
-        if set(value) == {"$ref"}:
-            return {str(value["$ref"])}
-        return set().union(*(_refs(v) for v in value.values()))
-    if isinstance(value, list):
-        return set().union(*(_refs(v) for v in value))
-    return set()
+        if len(value) == 1 and "$ref" in value:
+            found.add(str(value["$ref"]))
+        else:
+            for item in value.values():
+                if isinstance(item, Mapping | list):
+                    _refs(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, Mapping | list):
+                _refs(item, found)
+    return found
 
 
 def _resolve(value: Any, results: Mapping[str, str], entry: Entry) -> Any:
     """Replace every ``{"$ref": name}`` with the sys_id stored under `name`."""
     if isinstance(value, Mapping):
-        if set(value) == {"$ref"}:
+        if len(value) == 1 and "$ref" in value:
             name = str(value["$ref"])
             if name not in results:
                 raise InvalidInput(

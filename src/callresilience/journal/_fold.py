@@ -30,7 +30,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from ._types import MAX_PAYLOAD_BYTES, EntryState, Intent
+from ._types import MAX_PAYLOAD_BYTES, EntryState, Intent, to_json
 
 CREATE: Final = "create"
 UPDATE: Final = "update"
@@ -89,15 +89,15 @@ def fold(
         "fields": {**fields, **update.payload["fields"]},
         FOLDED: [*create.get(FOLDED, ()), update.key],
     }
-    text = json.dumps(merged, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    if len(text.encode("utf-8")) > MAX_PAYLOAD_BYTES:
+    text = to_json(merged)
+    if (len(text) if text.isascii() else len(text.encode("utf-8"))) > MAX_PAYLOAD_BYTES:
         return None
     return text
 
 
 def folded_result(create: str) -> str:
     """The `result` JSON of an update folded into the create keyed `create`."""
-    return json.dumps({"folded_into": create}, separators=(",", ":"), ensure_ascii=False)
+    return to_json({"folded_into": create})
 
 
 def _has_ref(value: object) -> bool:

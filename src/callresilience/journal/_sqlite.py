@@ -127,6 +127,9 @@ def claim_sql(skipped: int) -> str:
 Synchronous = Literal["FULL", "NORMAL"]
 
 
+_STATES: Final = {state.value: state for state in EntryState}
+
+
 def _entry(row: tuple[Any, ...]) -> Entry:
     return Entry(
         entry_id=row[0],
@@ -135,7 +138,7 @@ def _entry(row: tuple[Any, ...]) -> Entry:
         kind=row[3],
         payload=json.loads(row[4]),
         key=row[5],
-        state=EntryState(row[6]),
+        state=_STATES[row[6]],
         attempts=row[7],
         next_attempt=row[8],
         lease_owner=row[9],
@@ -148,11 +151,33 @@ def _entry(row: tuple[Any, ...]) -> Entry:
     )
 
 
-def _landed(entry: Entry, state: EntryState, now: float, **changes: Any) -> Entry:
-    """The entry as a finish leaves it: in `state` since `now`, out of anyone's lease."""
-    return attrs.evolve(
-        entry, state=state, lease_owner=None, lease_until=None, updated=now, **changes
-    )
+# Positions in a row of `_COLUMNS` that a finish changes.
+_STATE, _NEXT_ATTEMPT, _LEASE_OWNER, _LEASE_UNTIL, _LAST_ERROR, _UPDATED, _RESULT = (
+    6,
+    8,
+    9,
+    10,
+    11,
+    13,
+    14,
+)
+
+
+def _landed(row: tuple[Any, ...], state: EntryState, now: float, **changes: Any) -> tuple[Any, ...]:
+    """The row as a finish leaves it: in `state` since `now`, out of anyone's lease.
+
+    `changes` sets ``next_attempt``, ``last_error`` or ``result`` (JSON text).
+    """
+    landed = list(row)
+    landed[_STATE] = state.value
+    landed[_LEASE_OWNER] = landed[_LEASE_UNTIL] = None
+    landed[_UPDATED] = now
+    for name, value in changes.items():
+        landed[_CHANGEABLE[name]] = value
+    return tuple(landed)
+
+
+_CHANGEABLE: Final = {"next_attempt": _NEXT_ATTEMPT, "last_error": _LAST_ERROR, "result": _RESULT}
 
 
 #: Values per `IN (...)` list: within SQLite's oldest limit on parameters (999).
@@ -285,8 +310,12 @@ class _Appends:
     ) -> builtins.list[builtins.list[Entry]]:
         conn = self._conn
         keys = {intent.key for intents, _ in requests for intent in intents}
+        # Most keys are new: look for them in the key index alone, then read the few found.
+        present = [
+            key for (key,) in _rows_in(conn, "SELECT key FROM entries WHERE key IN ({})", keys)
+        ]
         sql = f"SELECT {_COLUMNS} FROM entries WHERE key IN ({{}})"  # noqa: S608
-        found = {row[5]: row for row in _rows_in(conn, sql, keys)}
+        found = {row[5]: row for row in _rows_in(conn, sql, present)} if present else {}
         calls = self._calls({i.call_id for intents, _ in requests for i in intents})
         inserts: builtins.list[builtins.list[Any]] = []
         folds: dict[str, str] = {}  # key of a create in the file: its new payload
@@ -331,13 +360,10 @@ class _Appends:
             "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
             inserts,
         )
-        ids = dict(
-            _rows_in(
-                conn,
-                "SELECT key, entry_id FROM entries WHERE key IN ({})",
-                [insert[4] for insert in inserts],
-            )
-        )
+        # AUTOINCREMENT under the write lock: the rows got consecutive ids, in order.
+        last = conn.execute("SELECT last_insert_rowid()").fetchone()[0] if inserts else 0
+        first = last - len(inserts) + 1
+        ids = {insert[4]: first + n for n, insert in enumerate(inserts)}
         return [
             [_entry((ids.get(row[5], row[0]), *row[1:])) for row in answer] for answer in answers
         ]
@@ -547,10 +573,10 @@ class SqliteJournal:
             for row, note in zip(rows, notes, strict=True)
         ]  # fmt: skip
 
-    def _entries(self, conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, Entry]:
-        """The entries with these ids that exist, by id."""
+    def _entries(self, conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, tuple[Any, ...]]:
+        """The entries with these ids that exist, as rows of `_COLUMNS`, by id."""
         sql = f"SELECT {_COLUMNS} FROM entries WHERE entry_id IN ({{}})"  # noqa: S608
-        return {row[0]: _entry(row) for row in _rows_in(conn, sql, ids)}
+        return {row[0]: row for row in _rows_in(conn, sql, ids)}
 
     def _write_finishes(
         self, finishes: builtins.list[tuple[str, tuple[Any, ...]]]
@@ -568,49 +594,50 @@ class SqliteJournal:
         retried: builtins.list[tuple[Any, ...]] = []
         killed: builtins.list[tuple[Any, ...]] = []
         with self._transaction(relaxed=True) as conn:
-            entries = self._entries(conn, {args[0] for _, args in finishes})
+            rows = self._entries(conn, {args[0] for _, args in finishes})
             merged = _results_of(
                 conn,
                 {
-                    entries[args[0]].call_id
+                    rows[args[0]][1]
                     for operation, args in finishes
-                    if operation == "complete" and args[4] and args[0] in entries
+                    if operation == "complete" and args[4] and args[0] in rows
                 },
             )
             changed: set[str] = set()
             for operation, args in finishes:
                 entry_id, owner, now = args[0], args[1], args[2]
-                entry = entries.get(entry_id)
+                row = rows.get(entry_id)
                 try:
-                    if entry is None:
+                    if row is None:
                         raise _rules.missing(entry_id)
-                    _rules.require_lease(operation, entry_id, owner, entry.state, entry.lease_owner)
+                    state = _STATES[row[_STATE]]
+                    _rules.require_lease(operation, entry_id, owner, state, row[_LEASE_OWNER])
                 except JournalError as error:
                     outcomes.append(error)
                     continue
+                call_id, seq = row[1], row[2]
                 if operation == "complete":
                     result_json, results = args[3], args[4]
                     done.append((result_json, now, entry_id))
                     # Every earlier entry of the call is done, so the next one not done yet
                     # (folded updates are) becomes claimable.
-                    heads.append((entry.call_id, entry.seq))
+                    heads.append((call_id, seq))
                     if results:
-                        merged.setdefault(entry.call_id, {}).update(results)
-                        changed.add(entry.call_id)
-                    result = None if result_json is None else json.loads(result_json)
-                    landed = _landed(entry, EntryState.DONE, now, last_error=None, result=result)
+                        merged.setdefault(call_id, {}).update(results)
+                        changed.add(call_id)
+                    row = _landed(row, EntryState.DONE, now, last_error=None, result=result_json)
                 elif operation == "retry":
                     next_attempt, note = args[3], args[4]
                     retried.append((next_attempt, note, now, entry_id))
-                    landed = _landed(
-                        entry, EntryState.PENDING, now, next_attempt=next_attempt, last_error=note
+                    row = _landed(
+                        row, EntryState.PENDING, now, next_attempt=next_attempt, last_error=note
                     )
                 else:
                     reason = args[3]
                     killed.append((reason, now, entry_id))
-                    landed = _landed(entry, EntryState.DEAD, now, last_error=reason)
-                entries[entry_id] = landed  # a second finish of it in this batch sees this
-                outcomes.append(landed)
+                    row = _landed(row, EntryState.DEAD, now, last_error=reason)
+                rows[entry_id] = row  # a second finish of it in this batch sees this
+                outcomes.append(_entry(row))
             conn.executemany(
                 "UPDATE entries SET state = 'done', head = 0, lease_owner = NULL, "
                 "lease_until = NULL, last_error = NULL, result = ?, updated = ? "

@@ -62,6 +62,10 @@ TRANSITIONS: Final[Mapping[str, tuple[frozenset[EntryState], EntryState]]] = {
 }
 
 
+#: Compact JSON as the stores keep it (one encoder, not one per call).
+to_json: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def encode_json(field: str, value: object, limit: int = MAX_PAYLOAD_BYTES) -> str:
     """Return `value` (a mapping) as compact JSON, or raise `InvalidInput`.
 
@@ -74,14 +78,14 @@ def encode_json(field: str, value: object, limit: int = MAX_PAYLOAD_BYTES) -> st
             field=field,
         )
     try:
-        text = json.dumps(dict(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = to_json(value if type(value) is dict else dict(value))
     except (TypeError, ValueError) as error:
         raise InvalidInput(
             f"{field}: not JSON-serialisable ({error}); use dicts, lists, strings, numbers, "
             "booleans and None",
             field=field,
         ) from None
-    size = len(text.encode("utf-8"))
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))
     if size > limit:
         raise InvalidInput(
             f"{field}: {size} bytes encoded, at most {limit} are allowed; keep large data "
