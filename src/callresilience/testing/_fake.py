@@ -20,12 +20,13 @@ import contextlib
 import hmac
 import http
 import json
+import math
 import random
 import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
-from functools import partial
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, unquote, urlencode
 
@@ -88,6 +89,7 @@ _BATCH_PATH = re.compile(r"^/api/now(?:/v1)?/batch/?$")
 _AUTH_HEADERS = ("authorization", "x-sn-apikey")  # what a sub-request takes from its batch
 _REASONS = {status.value: status.phrase for status in http.HTTPStatus}
 _TABLE_NAME = re.compile(r"[a-z0-9_]+")
+_SYS_ID = re.compile(r"[0-9a-f]{32}")
 _DEFAULT_LIMIT = 10000
 _CANCELLED = "Transaction cancelled: maximum execution time exceeded"
 _HIBERNATING_PAGE = (
@@ -96,6 +98,11 @@ _HIBERNATING_PAGE = (
     "<p>This developer instance is hibernating due to inactivity. "
     "Sign in to the developer portal to wake it up.</p></body></html>"
 )
+
+# Compact JSON, as ServiceNow sends it. One encoder for every answer: `json.dumps` with
+# arguments builds a new one per call. The fake only encodes values it built itself from
+# parsed JSON and strings, which cannot hold a cycle, so the check for one is skipped.
+_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 Outcome = Literal["answered", "refused", "black_holed", "dropped", "timed_out"]
 
@@ -150,14 +157,21 @@ class _Request:
     body: bytes
     base_url: str  # scheme://host[:port], for links and Location
 
-    def params(self) -> list[tuple[str, str]]:
-        return parse_qsl(self.query, keep_blank_values=True)
+    def params(self) -> tuple[tuple[str, str], ...]:
+        return _query_params(self.query)
 
     def param(self, name: str) -> str | None:
-        for key, value in self.params():
+        """The first value of query parameter `name`, or None."""
+        for key, value in _query_params(self.query):
             if key == name:
                 return value
         return None
+
+
+@lru_cache(maxsize=256)
+def _query_params(query: str) -> tuple[tuple[str, str], ...]:
+    """The decoded query parameters, in order (cached: a batch repeats the same query)."""
+    return tuple(parse_qsl(query, keep_blank_values=True))
 
 
 @attrs.frozen
@@ -236,17 +250,23 @@ class _Table:
 
 def _stringify(value: object) -> str:
     """Store a JSON value the way ServiceNow returns it: as a string."""
+    if isinstance(value, str):
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return value
     if isinstance(value, dict) and "value" in value:
         return _stringify(value["value"])
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
+
+
+@lru_cache(maxsize=1)
+def _utc_stamp(second: int) -> str:
+    """A UNIX time as ServiceNow writes it, in UTC (cached: writes come many a second)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
 
 
 def _truthy(value: str | None) -> bool:
@@ -424,7 +444,7 @@ class FakeServiceNow:
         return self._tables[name]
 
     def _timestamp(self) -> str:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.clock.time()))
+        return _utc_stamp(math.floor(self.clock.time()))
 
     def _new_id(self) -> str:
         return f"{self._ids.getrandbits(128):032x}"
@@ -432,7 +452,7 @@ class FakeServiceNow:
     def _insert(self, table: _Table, fields: Mapping[str, object], user: str) -> dict[str, str]:
         row = {k: _stringify(v) for k, v in fields.items()}
         sys_id = row.get("sys_id", "") if self.accept_client_sys_id else ""
-        if not re.fullmatch(r"[0-9a-f]{32}", sys_id) or sys_id in table.rows:
+        if not _SYS_ID.fullmatch(sys_id) or sys_id in table.rows:
             sys_id = self._new_id()
         stamp = self._timestamp()
         table.counter += 1
@@ -874,7 +894,8 @@ class FakeServiceNow:
         if isinstance(fault, TransactionCancelled) and not fault.commit:
             return _Result(self._cancelled()), fault
         result = operation()
-        result = attrs.evolve(result, response=_with_headers(result.response, extra))
+        if extra:
+            result = attrs.evolve(result, response=_with_headers(result.response, extra))
         if isinstance(fault, TransactionCancelled):
             result = attrs.evolve(result, response=self._cancelled())
         elif isinstance(fault, BrokenOk):
@@ -1060,8 +1081,9 @@ class FakeServiceNow:
         self, request: _Request, table: _Table, row: Mapping[str, str]
     ) -> dict[str, object]:
         wanted = request.param("sysparm_fields")
-        names = list(row)
-        if wanted is not None:
+        if wanted is None:
+            names = list(row)
+        else:
             names = [n.strip() for n in wanted.split(",") if n.strip() in row]
         bare = _truthy(request.param("sysparm_exclude_reference_link"))
         out: dict[str, object] = {}
@@ -1102,7 +1124,7 @@ class FakeServiceNow:
     ) -> _Response:
         if payload is None:
             return _Response(status, self._headers(logged_in, ids) + extra, b"")
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        body = _JSON.encode(payload).encode()
         content_type = (("Content-Type", "application/json;charset=UTF-8"),)
         return _Response(status, content_type + self._headers(logged_in, ids) + extra, body)
 
@@ -1252,8 +1274,14 @@ def _int(value: str | None, default: int) -> int:
 
 def _media_problem(request: _Request) -> tuple[int, str, str] | None:
     """POST, PUT and PATCH need both Accept and Content-Type, and JSON for both."""
-    accept = request.headers.get("accept")
-    content_type = request.headers.get("content-type")
+    return _media_types_problem(request.headers.get("accept"), request.headers.get("content-type"))
+
+
+@lru_cache(maxsize=64)
+def _media_types_problem(
+    accept: str | None, content_type: str | None
+) -> tuple[int, str, str] | None:
+    """What `_media_problem` answers for these headers (cached: clients repeat the same two)."""
     if not accept or not content_type:
         return (400, "Invalid request", "Both Accept and Content-Type headers are required")
     if not any(
@@ -1294,9 +1322,8 @@ def _broken(response: _Response) -> _Response:
     """Cut the JSON in the middle of the result and append the cancellation error, as seen."""
     text = response.body.decode()
     cut = text[: max(len('{"result":'), len(text) // 2)]
-    tail = json.dumps(
-        {"detail": f"{_CANCELLED}. Check logs for error trace.", "message": _CANCELLED},
-        separators=(",", ":"),
+    tail = _JSON.encode(
+        {"detail": f"{_CANCELLED}. Check logs for error trace.", "message": _CANCELLED}
     )
     body = f'{cut},}}""],"error":{tail},"status":"failure"}}'
     return attrs.evolve(response, status=200, body=body.encode())
