@@ -106,6 +106,32 @@ async def test_updates_after_their_creates_ran_go_as_patches_in_a_batch(rig: Rig
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("per_request", [1, 8])
+async def test_writes_ask_the_instance_for_the_sys_id_alone(per_request: int) -> None:
+    """Creates and updates, batched or not, ask for sysparm_fields=sys_id: nothing else is read."""
+    clock = ManualClock(autojump=True)
+    fake = FakeServiceNow(clock=clock, user="sn", password="pw", strict_tables=True)
+    rig = build_rig(clock, fake, attrs.evolve(CONFIG, per_request=per_request))
+    async with rig.client:
+        for n in range(3):
+            await rig.append_call(f"c{n}")
+        await rig.drain()
+        await rig.store.append(
+            [update_intent(f"c{n}", "reopen", "interaction", "interaction", {"state": "new"})
+             for n in range(3)],
+            rig.clock.time(),
+        )  # fmt: skip
+        await rig.drain()
+    writes = [r for r in fake.requests if r.method in ("POST", "PATCH") and r.path != BATCH_PATH]
+    assert {r.method for r in writes} == {"POST", "PATCH"}
+    assert all(r.params.get("sysparm_fields") == "sys_id" for r in writes)
+    for n in range(3):
+        (interaction,) = rig.records("interaction", "correlation_id", f"c{n}")
+        assert interaction["state"] == "new"
+        assert len(rig.records("sn_openframe_phone_log", "call_id", f"c{n}")) == 1
+
+
+@pytest.mark.anyio
 async def test_one_refused_entry_dies_and_the_others_in_its_batch_are_written(rig: Rig) -> None:
     """A sub-request to a missing table is a 400 for that entry only."""
     await rig.store.append(

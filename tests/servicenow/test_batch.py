@@ -208,6 +208,46 @@ async def test_exclude_reference_link_reaches_every_sub_url(
         assert urls == paths
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("exclude", [True, False])
+async def test_fields_reach_every_sub_url(
+    router: respx.MockRouter, make_client: Callable[..., ServiceNowClient], exclude: bool
+) -> None:
+    """fields= asks the instance for those fields of each record, beside the reference flag."""
+    route = router.post(BATCH_URL).mock(
+        side_effect=batch_answer(
+            served("0", 201, {"result": {"sys_id": SYS_ID}}),
+            served("1", 200, {"result": {"sys_id": OTHER_ID}}),
+        )
+    )
+    requests = [
+        BatchRequest.create(TABLE, {"call_id": "c-1"}),
+        BatchRequest.update(TABLE, OTHER_ID, {"state": "closed"}),
+    ]
+    async with make_client(exclude_reference_link=exclude) as client:
+        outcomes = await client.batch(requests, fields=("sys_id", "number"))
+    assert outcomes == [{"sys_id": SYS_ID}, {"sys_id": OTHER_ID}]
+    query = "?sysparm_fields=sys_id,number"
+    if exclude:
+        query += "&sysparm_exclude_reference_link=true"
+    urls = [item["url"] for item in sent_body(route)["rest_requests"]]
+    assert urls == [f"/api/now/table/{TABLE}{query}", f"/api/now/table/{TABLE}/{OTHER_ID}{query}"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fields", [("sys_id", "a&sysparm_query=x"), ("sys id",), 7])
+async def test_bad_field_names_are_refused_before_sending(
+    router: respx.MockRouter, make_client: Callable[..., ServiceNowClient], fields: Any
+) -> None:
+    """A field name that could change the URL is refused; nothing is sent."""
+    route = router.post(BATCH_URL).mock(return_value=httpx.Response(500))
+    async with make_client() as client:
+        with pytest.raises(InvalidInput) as caught:
+            await client.batch([BatchRequest.create(TABLE, {"call_id": "c-1"})], fields=fields)
+    assert caught.value.field == "fields"
+    assert not route.called
+
+
 # BatchRequest: what it accepts.
 
 

@@ -115,6 +115,34 @@ async def test_healthy_create_posts_once_and_never_looks_up(
 
 
 @pytest.mark.anyio
+async def test_fields_reach_every_post(
+    router: respx.MockRouter, make_client: Callable[..., ServiceNowClient], table: Table
+) -> None:
+    """fields= (a generator too) goes with each POST, the one after a refused POST included."""
+    wire(router, table, status(500, CANCELLED))
+    result = await run(make_client, fields=(name for name in ["sys_id"]))
+    assert result.created
+    posts = [call.request for call in router.calls if call.request.method == "POST"]
+    assert [request.url.params.get("sysparm_fields") for request in posts] == ["sys_id"] * 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fields", [("sys_id", "x&sysparm_query=y"), 7])
+async def test_bad_fields_are_refused_before_anything_is_sent(
+    router: respx.MockRouter,
+    make_client: Callable[..., ServiceNowClient],
+    table: Table,
+    fields: Any,
+) -> None:
+    """A field name that could change the URL raises InvalidInput; nothing is sent."""
+    wire(router, table)
+    with pytest.raises(InvalidInput) as caught:
+        await run(make_client, fields=fields, lookup_first=True)
+    assert caught.value.field == "fields"
+    assert not router.calls
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     "lose_answer",
     [

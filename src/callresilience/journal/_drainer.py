@@ -729,7 +729,9 @@ class Drainer:
                 raise _Settling(since + self._config.settle)
         self._check_post_window(entry)
         await self._pace()
-        outcome = await self._call(client.create_once(table, fields, correlation=(field, value)))
+        outcome = await self._call(
+            client.create_once(table, fields, correlation=(field, value), fields=_ANSWER_FIELDS)
+        )
         sys_id = str(outcome.record.get("sys_id", ""))
         return _written(entry, table, sys_id, adopted=not outcome.created)
 

@@ -514,6 +514,7 @@ class ServiceNowClient:
         correlation: tuple[str, str],
         lookup_first: bool = False,
         max_attempts: int | None = None,
+        fields: Iterable[str] | None = None,
     ) -> CreateResult:
         """Create a record unless one with the same correlation value exists; never two.
 
@@ -542,6 +543,8 @@ class ServiceNowClient:
                 earlier attempt for the same record ended in `AmbiguousError`.
             max_attempts: The most POSTs to send in this call (default: the client's
                 `create_attempts`).
+            fields: Fields to return of a record this call creates (all when None); a
+                record adopted after a lookup comes whole.
 
         Returns:
             The record, and whether this call created it or adopted an existing one.
@@ -559,6 +562,9 @@ class ServiceNowClient:
         lookup = Query().eq(field, value).order_by("sys_created_on")
         limit = self._create_attempts if max_attempts is None else max_attempts
         limit = _whole(limit, name="max_attempts", least=1)
+        if isinstance(fields, Iterable) and not isinstance(fields, str):
+            fields = tuple(fields)  # read once here, used by every POST
+        _fields_param(fields)  # a bad name is refused before anything is sent
 
         if lookup_first:
             found = await self._find(table, field, value, lookup)
@@ -569,7 +575,7 @@ class ServiceNowClient:
         while True:
             posts += 1
             try:
-                record = await self.create(table, body)
+                record = await self.create(table, body, fields=fields)
             except AmbiguousError as exc:
                 ambiguous = exc
             else:
