@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -82,6 +83,28 @@ async def test_returned_payload_is_a_copy(store: JournalStore) -> None:
     (entry,) = await store.append([intent("c1", "a", {"list": [1]})], T0)
     entry.payload["list"].append(2)
     assert (await store.get(entry.entry_id)).payload == {"list": [1]}
+
+
+async def test_payload_and_result_are_read_only_mappings_of_json(store: JournalStore) -> None:
+    """An entry's payload and result read like dicts, refuse changes, and dict() them to encode."""
+    payload = {"table": "interaction", "fields": {"state": "new"}, "n": [1, None]}
+    (entry,) = await store.append([intent("c1", "a", payload)], T0)
+    (claimed,) = await store.claim("w1", T0, 10, 30)
+    done = await store.complete(claimed.entry_id, "w1", T0 + 1, result={"sys_id": "x" * 32})
+    for read in (entry, claimed, done, await store.get(entry.entry_id)):
+        assert read.payload == payload
+        assert dict(read.payload) == payload
+        assert read.payload.get("fields") == {"state": "new"}
+        assert "table" in read.payload
+        assert "nope" not in read.payload
+        assert len(read.payload) == 3
+        assert list(read.payload) == ["table", "fields", "n"]
+        with pytest.raises(TypeError):
+            read.payload["table"] = "x"  # type: ignore[index]
+    assert done.result == {"sys_id": "x" * 32}
+    assert json.loads(json.dumps(dict(done.payload))) == payload
+    assert done.payload != {"table": "interaction"}
+    assert done.payload != "not a mapping"
 
 
 async def test_append_of_a_known_key_returns_the_existing_entry(store: JournalStore) -> None:

@@ -412,7 +412,7 @@ def _print_entries(
     header = ("ID", "STATE", "CALL", "SEQ", "KIND", "TABLE", "TRIES", "UPDATED (UTC)", "FIELDS")
     rows = [header]
     for entry in entries:
-        fields = entry.payload.get("fields", entry.payload)
+        fields = entry.payload.get("fields", dict(entry.payload))
         payload = json.dumps(
             fields if args.show_payload else mask_payload(fields),
             separators=(",", ":"),

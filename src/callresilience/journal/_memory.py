@@ -21,6 +21,7 @@ from ._types import (
     Entry,
     EntryState,
     Intent,
+    JsonObject,
     check_count,
     check_duration,
     check_entry_id,
@@ -67,7 +68,7 @@ class _Row:
             call_id=self.call_id,
             seq=self.seq,
             kind=self.kind,
-            payload=json.loads(self.payload),
+            payload=JsonObject(self.payload),
             key=self.key,
             state=self.state,
             attempts=self.attempts,
@@ -77,7 +78,7 @@ class _Row:
             last_error=self.last_error,
             created=self.created,
             updated=self.updated,
-            result=None if self.result is None else json.loads(self.result),
+            result=None if self.result is None else JsonObject(self.result),
             group=self.group,
         )
 

@@ -45,6 +45,7 @@ from ._types import (
     Entry,
     EntryState,
     Intent,
+    JsonObject,
     check_count,
     check_duration,
     check_entry_id,
@@ -136,7 +137,7 @@ def _entry(row: tuple[Any, ...]) -> Entry:
         call_id=row[1],
         seq=row[2],
         kind=row[3],
-        payload=json.loads(row[4]),
+        payload=JsonObject(row[4]),
         key=row[5],
         state=_STATES[row[6]],
         attempts=row[7],
@@ -146,7 +147,7 @@ def _entry(row: tuple[Any, ...]) -> Entry:
         last_error=row[11],
         created=row[12],
         updated=row[13],
-        result=None if row[14] is None else json.loads(row[14]),
+        result=None if row[14] is None else JsonObject(row[14]),
         group=row[15],
     )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 import attrs
@@ -69,8 +69,8 @@ to_json: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, all
 def encode_json(field: str, value: object, limit: int = MAX_PAYLOAD_BYTES) -> str:
     """Return `value` (a mapping) as compact JSON, or raise `InvalidInput`.
 
-    The store keeps the text; every entry it returns carries a fresh decoded copy, so what a
-    caller reads is exactly what survives a restart.
+    The store keeps the text; every entry it returns carries a fresh decoded copy (a
+    `JsonObject`), so what a caller reads is exactly what survives a restart.
     """
     if not isinstance(value, Mapping):
         raise InvalidInput(
@@ -93,6 +93,55 @@ def encode_json(field: str, value: object, limit: int = MAX_PAYLOAD_BYTES) -> st
             field=field,
         )
     return text
+
+
+class JsonObject(Mapping[str, Any]):
+    """A read-only JSON object: the text a store holds, decoded on first read.
+
+    `Entry.payload` and `Entry.result` come this way. Most entries a store returns (those of
+    an append or a finish) are never read, and those that are decode once; each object
+    decodes its own copy, so no caller sees another's changes. It is a `Mapping`, not a
+    `dict`: use ``dict(entry.payload)`` where a dict is needed (``json.dumps``, say).
+    """
+
+    __slots__ = ("_text", "_value")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._value: dict[str, Any] | None = None
+
+    def _decoded(self) -> dict[str, Any]:
+        if self._value is None:
+            self._value = json.loads(self._text)
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._decoded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._decoded()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of `key`, else `default`."""
+        return self._decoded().get(key, default)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, JsonObject):
+            return self._decoded() == other._decoded()
+        if isinstance(other, Mapping):
+            return self._decoded() == dict(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as a dict
+
+    def __repr__(self) -> str:
+        return repr(self._decoded())
 
 
 def check_text(field: str, value: object, limit: int) -> str:
