@@ -76,12 +76,14 @@ def _summary(out: dict[str, Any]) -> None:
         rows.append(("offer_path ratio p99 black-holed/healthy", f"{ratio}", "callresilience"))
     if "lifecycle" in out:
         cycle = out["lifecycle"]
-        for store in ("memory", "sqlite", "memory_batch", "sqlite_batch"):
+        pinned = ", one CPU" if cycle.get("one_cpu") else ""
+        for name, variant in engine.VARIANTS.items():
             rows.append(
                 (
-                    f"lifecycle calls/s, {store.replace('_batch', ', Batch API')}",
-                    f"{cycle[f'calls_per_s_{store}']:,}/s",
-                    f"median of {cycle['runs']}",
+                    f"lifecycle calls/s, {variant.label}",
+                    f"{cycle[f'calls_per_s_{name}']:,}/s",
+                    f"median of {cycle['runs']}{pinned}; CPU {cycle[f'cpu_us_per_call_{name}']} "
+                    "us per call",
                 )
             )
     if "drain" in out:

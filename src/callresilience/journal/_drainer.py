@@ -600,7 +600,12 @@ class Drainer:
             self._emit(written)
             for key in entry.payload.get(FOLDED, ()) if entry.kind == CREATE else ():
                 # Updates folded into the create were written with it.
-                self._emit(attrs.evolve(written, key=str(key), kind=UPDATE, adopted=False))
+                self._emit(
+                    RecordWritten(
+                        written.call_id, str(key), written.name, UPDATE, written.table,
+                        written.sys_id, adopted=False,
+                    )
+                )  # fmt: skip
         elif isinstance(outcome, _Settling):
             await store.retry(
                 entry.entry_id,
