@@ -22,7 +22,7 @@ from ._errors import EntryStateError, JournalClosed, JournalError, LeaseLost, Un
 from ._memory import MemoryJournal
 from ._sqlite import SqliteJournal
 from ._store import JournalStore
-from ._types import Entry, EntryState, Intent
+from ._types import Entry, EntryState, Intent, JsonObject
 
 __all__ = [
     "Drainer",
@@ -35,6 +35,7 @@ __all__ = [
     "JournalClosed",
     "JournalError",
     "JournalStore",
+    "JsonObject",
     "LeaseLost",
     "MemoryJournal",
     "RecordDead",

@@ -214,7 +214,7 @@ class Entry:
         call_id: The call it belongs to.
         seq: Its place among the call's entries (1, 2, 3, ... in append order).
         kind: What to do.
-        payload: The request, as appended.
+        payload: The request, as appended (a store returns a `JsonObject`).
         key: The idempotency key.
         state: Where the entry is in its life.
         attempts: How many times it was claimed since it was appended or replayed.
@@ -224,7 +224,7 @@ class Entry:
         last_error: Why the last attempt failed, if it did.
         created: When it was appended.
         updated: When it last changed state.
-        result: What `complete` stored, when done.
+        result: What `complete` stored, when done (a `JsonObject` from a store).
         group: The intent's group ("" for none).
     """
 
