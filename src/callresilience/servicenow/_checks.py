@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .._errors import InvalidInput
-from ._query import Query
+from ._query import check_field, check_query_value
 
 __all__ = [
     "TABLE_RE",
@@ -92,7 +92,8 @@ def with_correlation(payload: object, correlation: object) -> tuple[dict[str, An
             field="correlation",
         )
     field, value = correlation
-    Query().eq(field, value)  # the lookup must be possible before anything is written
+    # The lookup must be possible before anything is written.
+    check_query_value(check_field(field), value)
     if not value:
         raise InvalidInput(f"{field}: the correlation value must not be empty", field=field)
     if not isinstance(payload, Mapping):
