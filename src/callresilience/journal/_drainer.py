@@ -875,6 +875,10 @@ def _ambiguous_since(entry: Entry) -> float | None:
         return None
 
 
+#: The JSON values that hold no placeholder (checked first: most fields are strings).
+_SCALARS: Final = (str, int, float, type(None))
+
+
 def _refs(value: Any, found: set[str]) -> set[str]:
     """Add to `found` the names that ``{"$ref": name}`` placeholders in `value` refer to."""
     if isinstance(value, Mapping):
@@ -882,17 +886,19 @@ def _refs(value: Any, found: set[str]) -> set[str]:
             found.add(str(value["$ref"]))
         else:
             for item in value.values():
-                if isinstance(item, Mapping | list):
+                if not isinstance(item, _SCALARS):
                     _refs(item, found)
     elif isinstance(value, list):
         for item in value:
-            if isinstance(item, Mapping | list):
+            if not isinstance(item, _SCALARS):
                 _refs(item, found)
     return found
 
 
 def _resolve(value: Any, results: Mapping[str, str], entry: Entry) -> Any:
     """Replace every ``{"$ref": name}`` with the sys_id stored under `name`."""
+    if isinstance(value, _SCALARS):
+        return value
     if isinstance(value, Mapping):
         if len(value) == 1 and "$ref" in value:
             name = str(value["$ref"])

@@ -20,6 +20,9 @@ __all__ = [
 
 TABLE_RE: Final = re.compile(r"[a-z0-9_]+")
 _PAYLOAD_KEY_RE: Final = re.compile(r"[a-z0-9_]+")
+#: Keys already found to be field names: tables have few, so each is checked about once.
+_FIELD_KEYS: Final[set[str]] = set()
+_MAX_FIELD_KEYS: Final = 4096
 
 
 def check_table(table: object) -> str:
@@ -38,11 +41,15 @@ def payload_json(payload: object) -> bytes:
     if not isinstance(payload, Mapping):
         raise InvalidInput("payload: expected a mapping of field names to values", field="payload")
     for key in payload:
+        if type(key) is str and key in _FIELD_KEYS:
+            continue
         if not isinstance(key, str) or not _PAYLOAD_KEY_RE.fullmatch(key):
             raise InvalidInput(
                 "payload: every key must be a field name of lowercase letters, digits and '_'",
                 field="payload",
             )
+        if len(_FIELD_KEYS) < _MAX_FIELD_KEYS:
+            _FIELD_KEYS.add(key)
     try:
         return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
     except (TypeError, ValueError, RecursionError) as error:
