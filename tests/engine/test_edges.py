@@ -1,12 +1,20 @@
-"""Engine edges: the default journal file, and `end` for a call nobody answered."""
+"""Engine edges: the default journal file, `end` for a call nobody answered, subscribers."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from callresilience.engine import Engine, EngineConfig, RecordMapping, default_journal_path
+from callresilience.engine import (
+    Engine,
+    EngineConfig,
+    RecordMapping,
+    default_journal_path,
+    servicenow_time,
+)
 from callresilience.engine._types import journal_path_for
 from callresilience.journal import MemoryJournal, SqliteJournal
 from callresilience.routing import CallAbandoned, CallState
@@ -182,3 +190,53 @@ async def test_the_engines_random_source_makes_retries_repeatable() -> None:
     first, again, other = await retry_times(7), await retry_times(7), await retry_times(8)
     assert first == again
     assert first != other
+
+
+async def test_subscribers_changed_while_an_event_is_published_take_effect_after_it(
+    rig: Rig,
+) -> None:
+    """Each event goes to the subscribers there were when its publishing began."""
+    from callresilience.engine import CallOffered
+
+    first: list[object] = []
+    late: list[object] = []
+    to_unsubscribe: list[Callable[[], None]] = []
+
+    def swap(event: object) -> None:
+        """On the first offer: unsubscribe `first`, subscribe `late`."""
+        if isinstance(event, CallOffered) and to_unsubscribe:
+            to_unsubscribe.pop()()
+            rig.engine.subscribe(late.append)
+
+    unsubscribe_swap = rig.engine.subscribe(swap)
+    to_unsubscribe.append(rig.engine.subscribe(first.append))
+    await rig.engine.call_arrived(rig.call("c1"))
+    offered = [e for e in rig.events if isinstance(e, CallOffered)]
+    assert first == offered  # unsubscribed while the offer went out: it still had it
+    assert late == []  # subscribed meanwhile: not that event
+    await rig.engine.accept("c1", offered[0].agent_id)
+    assert first == offered
+    assert late == [rig.events[-1]]
+    unsubscribe_swap()
+    with pytest.raises(ValueError, match="not in list"):
+        unsubscribe_swap()
+
+
+@pytest.mark.parametrize(
+    "unix", [0, 0.5, 59.999, -0.5, -1, 1_700_000_000, 1_700_000_000.999999, 253_402_300_799.5]
+)
+def test_servicenow_time_is_gmtime_to_the_second(unix: float) -> None:
+    """The cached formatting gives what `time.gmtime` does, rounding down, any second asked."""
+    import time
+
+    for _ in range(2):  # the second time from the cache
+        assert servicenow_time(unix) == time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(unix))
+
+
+@pytest.mark.parametrize(
+    ("unix", "error"), [(math.nan, ValueError), (math.inf, OverflowError), (1e300, OverflowError)]
+)
+def test_servicenow_time_refuses_what_gmtime_refuses(unix: float, error: type[Exception]) -> None:
+    """A time that is not a finite, representable second raises as `time.gmtime` does."""
+    with pytest.raises(error):
+        servicenow_time(unix)

@@ -210,6 +210,15 @@ class RouterMachine(RuleBasedStateMachine):
                 assert holders[call.call.call_id] == 1
 
     @invariant()
+    def the_cheap_reads_match_the_views(self) -> None:
+        """`call_state` and `agent_profile` say what the snapshot's views say."""
+        snap = self.router.snapshot()
+        for call in snap.calls:
+            assert self.router.call_state(call.call.call_id) is call.state
+        for agent in snap.agents:
+            assert self.router.agent_profile(agent.agent.agent_id) is agent.agent
+
+    @invariant()
     def terminal_at_most_once_and_only_for_finished_calls(self) -> None:
         assert all(n == 1 for n in self.terminal.values())
         for call in self.router.snapshot().calls:

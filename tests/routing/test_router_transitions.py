@@ -7,7 +7,7 @@ from collections.abc import Callable
 import attrs
 import pytest
 
-from callresilience import Agent
+from callresilience import Agent, CallStateError, UnknownAgent, UnknownCall
 from callresilience.routing import (
     AgentActivity,
     AgentNotReady,
@@ -450,6 +450,27 @@ def test_finished_call_ids_are_remembered_only_up_to_the_limit() -> None:
         r.hangup(f"c{n}", 1.0)
     assert r.finished("c0") is None
     assert r.finished("c2") is CallState.ABANDONED
+
+
+def test_call_state_and_agent_profile_read_what_the_views_hold() -> None:
+    """`call_state` and `agent_profile` answer as `call().state` and `agent().agent`, errors too."""
+    r = staffed()
+    r.arrive(call("c1"), 1.0)
+    assert r.call_state("c1") is r.call("c1").state is CallState.OFFERED
+    r.accept("c1", r.call("c1").agent_id or "", 2.0)
+    assert r.call_state("c1") is CallState.CONNECTED
+    assert r.agent_profile("alice") is r.agent("alice").agent is ALICE
+    r.logout("bob", 3.0)
+    assert r.agent_profile("bob") is BOB  # known after logging out, as the view is
+    r.hangup("c1", 4.0)
+    for read in (r.call, r.call_state):
+        with pytest.raises(CallStateError, match="already finished"):
+            read("c1")
+        with pytest.raises(UnknownCall):
+            read("c9")
+    for read_agent in (r.agent, r.agent_profile):
+        with pytest.raises(UnknownAgent):
+            read_agent("zed")
 
 
 def test_router_repr_counts_without_personal_data() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Final
 
 from .._clock import Clock, wait_within
@@ -92,7 +92,7 @@ class Continuity:
         drainer: Drainer,
         client: ServiceNowClient,
         emit: Callable[[Any], None],
-        spawn: Callable[[Awaitable[None]], None],
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
         wake: Callable[[], None],
     ) -> None:
         self._config = config
@@ -112,6 +112,9 @@ class Continuity:
         self._links = LinkMonitor(config.node_timeout)
         self._agents: set[str] = set()  # logged in; their scopes are the router's to tell
         self._groups: set[str] = set()  # journal groups seen: scope names joined by ","
+        # An agent's own scopes -> its group, once seen (the group is then in `_groups`).
+        self._group_of: dict[frozenset[str], str] = {}
+        self._default_scopes = frozenset({config.default_scope})
         self._checks: dict[str, asyncio.Task[None]] = {}
         self._heartbeats: list[str] = []  # from node checks, applied by `advance`
         self._healthy_since: float | None = None
@@ -120,24 +123,24 @@ class Continuity:
 
     def scopes(self, agent: Agent) -> frozenset[str]:
         """The scopes an agent works in (the default scope when it names none)."""
-        return agent.scopes or frozenset({self._config.default_scope})
+        return agent.scopes or self._default_scopes
 
     def group(self, agent: Agent | None) -> str:
         """The journal group of records made for `agent` (held while a scope of it is)."""
         if agent is None:
             return ""
-        scopes = self.scopes(agent)
-        name = ",".join(sorted(scopes))
-        if name not in self._groups:
-            self._groups.add(name)
-            self._hold()
+        name = self._group_of.get(agent.scopes)
+        if name is None:
+            name = ",".join(sorted(self.scopes(agent)))
+            self._group_of[agent.scopes] = name
+            if name not in self._groups:
+                self._groups.add(name)
+                self._hold()
         return name
 
     def in_resiliency(self, agent: Agent | None) -> bool:
         """Whether any scope of `agent` (the default scope for None) is in resiliency mode."""
-        return self._resilient(
-            self.scopes(agent) if agent else frozenset({self._config.default_scope})
-        )
+        return self._resilient(self.scopes(agent) if agent else self._default_scopes)
 
     def mode(self, scope: str) -> Mode:
         """The mode of a scope."""

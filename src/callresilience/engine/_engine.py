@@ -13,7 +13,8 @@ import asyncio
 import logging
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, Final, TypeAlias
 
 import attrs
@@ -162,9 +163,12 @@ class Engine:
             rng=rng,
         )
         self._calls: dict[str, _CallLog] = {}
-        self._interactions: dict[str, str] = {}
+        # Oldest first; an OrderedDict drops its oldest in constant time (see the router's).
+        self._interactions: OrderedDict[str, str] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Future[str]]] = {}
-        self._subscribers: list[Callable[[EngineEvent], object]] = []
+        # Replaced, never changed in place: an event is published to the subscribers there
+        # were when its publishing began, whoever subscribes or unsubscribes meanwhile.
+        self._subscribers: tuple[Callable[[EngineEvent], object], ...] = ()
         # Events of the decisions being carried out, held until their intents are journaled.
         self._held_events: list[list[Any]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -244,8 +248,14 @@ class Engine:
         """
         if not callable(callback):
             raise InvalidInput("callback: give a function that takes one event", field="callback")
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
+        self._subscribers = (*self._subscribers, callback)
+
+        def unsubscribe() -> None:
+            subscribers = list(self._subscribers)
+            subscribers.remove(callback)  # ValueError when already unsubscribed
+            self._subscribers = tuple(subscribers)
+
+        return unsubscribe
 
     async def events(self) -> AsyncIterator[EngineEvent]:
         """Yield every event from now on, until the caller stops iterating."""
@@ -344,7 +354,7 @@ class Engine:
         """
 
         def end(now: float) -> list[Decision]:
-            if self._router.call(call_id).state is CallState.CONNECTED:
+            if self._router.call_state(call_id) is CallState.CONNECTED:
                 return self._router.end(call_id, now)
             return self._router.hangup(call_id, now)
 
@@ -554,15 +564,15 @@ class Engine:
     # -- inside ------------------------------------------------------------------------------
 
     def _connected(self, call_id: str, action: str) -> _CallLog:
-        view = self._router.call(call_id)
-        if view.state is not CallState.CONNECTED:
+        state = self._router.call_state(call_id)
+        if state is not CallState.CONNECTED:
             raise CallStateError(
-                f"cannot {action} call {call_id!r}: it is {view.state.value}, not connected"
+                f"cannot {action} call {call_id!r}: it is {state.value}, not connected"
             )
         return self._calls[call_id]
 
     def _agent_of(self, entry: _CallLog) -> Agent:
-        return self._router.agent(entry.agent_id or "").agent
+        return self._router.agent_profile(entry.agent_id or "")
 
     def _group(self, entry: _CallLog, agent: Agent | None) -> str:
         """The call's journal group, fixed by the first agent its records are made for."""
@@ -610,7 +620,7 @@ class Engine:
             # What the timers decided stands whether or not the event was refused.
             await self._carry_out(due)
             raise
-        await self._carry_out([*due, *decisions])
+        await self._carry_out([*due, *decisions] if due else decisions)
         self._timer_wake.set()
 
     async def _carry_out(self, decisions: Sequence[_Step]) -> None:
@@ -633,24 +643,27 @@ class Engine:
         self._held_events.append(events)
         try:
             for decision in decisions:
+                # Orders and marks are carried out, not published.
+                if isinstance(decision, OfferCall):
+                    follow_up += self._offer(decision)
+                    continue
+                if isinstance(decision, WithdrawOffer):
+                    intents += self._withdrawn(decision, unix)
+                    ended[decision.call_id] = (decision.agent_id, decision.outcome)
+                    continue
                 if isinstance(decision, _OfferClosed):
                     ended[decision.call_id] = (decision.agent_id, decision.outcome)
                     continue
-                if isinstance(decision, OfferCall):
-                    follow_up += self._offer(decision)
-                elif isinstance(decision, WithdrawOffer):
-                    intents += self._withdrawn(decision, unix)
-                    ended[decision.call_id] = (decision.agent_id, decision.outcome)
+                if isinstance(decision, CallConnected):
+                    intents += self._connected_records(decision, unix)
                 elif isinstance(decision, CallRedirected):
                     ended.pop(decision.call_id, None)
-                elif isinstance(decision, CallConnected):
-                    intents += self._connected_records(decision, unix)
                 elif isinstance(decision, CallEnded | CallAbandoned | CallOverflowed):
                     offer = ended.pop(decision.call_id, None)
                     if offer is not None and isinstance(decision, CallOverflowed):
-                        self._emit(OfferEnded(decision.call_id, *offer))
+                        events.append(OfferEnded(decision.call_id, *offer))
                     intents += self._finished(decision, unix)
-                self._emit(decision)
+                events.append(decision)  # as `_emit` would: held until the append
         finally:
             self._held_events.pop()
         try:
@@ -664,7 +677,7 @@ class Engine:
         self._continuity.calls_moved()
 
     def _offer(self, decision: OfferCall) -> list[Decision]:
-        agent = self._router.agent(decision.agent_id).agent
+        agent = self._router.agent_profile(decision.agent_id)
         entry = self._calls[decision.call_id]
         entry.attempt = decision.attempt
         deadline = self._clock.time() + (decision.deadline - self._clock.now())
@@ -694,7 +707,7 @@ class Engine:
             await self._carry_out([closed, *decisions])
 
     def _withdrawn(self, decision: WithdrawOffer, unix: float) -> list[Intent]:
-        agent = self._router.agent(decision.agent_id).agent
+        agent = self._router.agent_profile(decision.agent_id)
         self._spawn(self._call_channel(self._channel.withdraw, agent, decision))
         if decision.outcome is not OfferOutcome.NO_ANSWER:
             return []
@@ -714,7 +727,7 @@ class Engine:
 
     def _connected_records(self, decision: CallConnected, unix: float) -> list[Intent]:
         entry = self._calls[decision.call_id]
-        agent = self._router.agent(decision.agent_id).agent
+        agent = self._router.agent_profile(decision.agent_id)
         entry.agent_id = decision.agent_id
         entry.answered_at = unix
         intents = self._records.accepted(
@@ -756,8 +769,8 @@ class Engine:
         await self._store.append(intents, self._clock.time())
         self._drainer.wake()
 
-    def _spawn(self, work: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(work)
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -782,15 +795,14 @@ class Engine:
                 log.exception("carrying out the timers failed")
 
     def _emit(self, event: Any) -> None:
-        if isinstance(event, OfferCall | WithdrawOffer):
-            return  # orders for the engine, not events
+        """Publish an event (orders never come here: `_carry_out` carries them out)."""
         if self._held_events:
             self._held_events[-1].append(event)  # published after the journal append
             return
         self._publish(event)
 
     def _publish(self, event: Any) -> None:
-        for subscriber in list(self._subscribers):
+        for subscriber in self._subscribers:
             try:
                 subscriber(event)
             except Exception:
@@ -814,7 +826,7 @@ class Engine:
     def _remember_interaction(self, call_id: str, sys_id: str) -> None:
         self._interactions[call_id] = sys_id
         if len(self._interactions) > _REMEMBERED_INTERACTIONS:
-            del self._interactions[next(iter(self._interactions))]
+            self._interactions.popitem(last=False)
         for waiter in self._waiters.pop(call_id, []):
             if not waiter.done():
                 waiter.set_result(sys_id)

@@ -17,6 +17,8 @@ Per call (defaults):
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 from typing import Any, Final
 
@@ -29,11 +31,20 @@ __all__ = ["CallRecords", "RecordMapping", "servicenow_time"]
 
 PHONE_LOG: Final = "phone_log"
 INTERACTION: Final = "interaction"
+_FORMAT: Final = "%Y-%m-%d %H:%M:%S"  # ServiceNow's date and time
 
 
 def servicenow_time(unix: float) -> str:
     """Format a UNIX time as ServiceNow's ``YYYY-MM-DD HH:MM:SS`` (UTC)."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(unix))
+    if math.isfinite(unix):
+        return _utc_second(math.floor(unix))  # `gmtime` rounds down to the second too
+    return time.strftime(_FORMAT, time.gmtime(unix))  # which says what is wrong with it
+
+
+@functools.lru_cache(maxsize=1)
+def _utc_second(second: int) -> str:
+    """One second, formatted (cached: a busy engine writes many records a second)."""
+    return time.strftime(_FORMAT, time.gmtime(second))
 
 
 def _field_name(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:

@@ -155,6 +155,8 @@ class NoticeBoard:
 
     def waiting_for_call_end(self) -> set[str]:
         """Agents with a notice held until their call is over."""
+        if not self._waiting:
+            return set()  # the usual case, asked after every routing step
         return {k[0] for k, w in self._waiting.items() if w.deadline is None}
 
     def outstanding(self) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ import heapq
 import itertools
 import math
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
 
@@ -140,7 +141,9 @@ class Router:
         self._queues: dict[str, _Queue] = {}
         self._agents: dict[str, _AgentRec] = {}
         self._calls: dict[str, _CallRec] = {}
-        self._finished: dict[str, CallState] = {}
+        # Oldest first. An OrderedDict drops its oldest in constant time; a dict would scan
+        # the slots its earlier drops left empty, growing with `remember_finished`.
+        self._finished: OrderedDict[str, CallState] = OrderedDict()
         self._by_node: dict[str, set[str]] = {}
         self._nodes_down: set[str] = set()
         self._timers: list[_Timer] = []
@@ -533,6 +536,23 @@ class Router:
         """
         return self._agent_view(self._agent(agent_id))
 
+    def call_state(self, call_id: str) -> CallState:
+        """Return the state of an active call: ``call(call_id).state``, without the view.
+
+        Raises:
+            UnknownCall: No active call has this id.
+            CallStateError: The call finished.
+        """
+        return self._call(call_id).state
+
+    def agent_profile(self, agent_id: str) -> Agent:
+        """Return the `Agent` an agent last logged in as: ``agent(agent_id).agent``, no view.
+
+        Raises:
+            UnknownAgent: No such agent.
+        """
+        return self._agent(agent_id).agent
+
     def finished(self, call_id: str) -> CallState | None:
         """Return the terminal state of a recently finished call, or None."""
         return self._finished.get(call_id)
@@ -872,7 +892,7 @@ class Router:
         finished = self._finished
         finished[call_id] = state
         if len(finished) > self._config.remember_finished:
-            del finished[next(iter(finished))]
+            finished.popitem(last=False)
 
     def _has_agent_for(self, queue: _Queue, call: _CallRec) -> bool:
         """Whether any logged-in agent on a linked node could ever take the call."""
