@@ -26,7 +26,8 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
-from functools import lru_cache, partial
+from functools import lru_cache
+from itertools import starmap
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, unquote, urlencode
 
@@ -103,6 +104,9 @@ _HIBERNATING_PAGE = (
 # arguments builds a new one per call. The fake only encodes values it built itself from
 # parsed JSON and strings, which cannot hold a cycle, so the check for one is skipped.
 _JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+_JSON_STRING = json.encoder.encode_basestring_ascii  # how `_JSON` writes a string
+_JSON_DECODER = json.JSONDecoder()  # what `json.loads` decodes with
+_JSON_CONTENT = (("Content-Type", "application/json;charset=UTF-8"),)
 
 Outcome = Literal["answered", "refused", "black_holed", "dropped", "timed_out"]
 
@@ -148,7 +152,18 @@ class RecordedRequest:
         return dict(parse_qsl(self.query, keep_blank_values=True))
 
 
-@attrs.frozen
+# The fields of a RecordedRequest, in order: logged as a tuple, built when the log is read.
+_LogFields = tuple[
+    str, str, str, str | None, str | None, int | None, Outcome, bool, float, str | None, str | None
+]
+
+
+# The values built for each request and sub-request (`_Request`, `_Route`, `_Response`,
+# `_Result`, `_SubRequest`) are never changed once built, but are not frozen: a frozen attrs
+# class sets each field through `object.__setattr__`, which doubles what building one costs.
+
+
+@attrs.define
 class _Request:
     method: str
     path: str
@@ -174,7 +189,23 @@ def _query_params(query: str) -> tuple[tuple[str, str], ...]:
     return tuple(parse_qsl(query, keep_blank_values=True))
 
 
-@attrs.frozen
+@lru_cache(maxsize=64)
+def _header_json(name: str, value: str) -> str:
+    """A header as a `{"name", "value"}` object, as `_JSON` writes it (cached: most are the
+    same in every answer)."""
+    return f'{{"name":{_JSON_STRING(name)},"value":{_JSON_STRING(value)}}}'
+
+
+@lru_cache(maxsize=256)
+def _render_options(query: str) -> tuple[tuple[str, ...] | None, bool]:
+    """The fields `sysparm_fields` asks for (None: all) and `sysparm_exclude_reference_link`."""
+    params = dict(reversed(_query_params(query)))  # the first value of each wins
+    wanted = params.get("sysparm_fields")
+    names = None if wanted is None else tuple(name.strip() for name in wanted.split(","))
+    return names, _truthy(params.get("sysparm_exclude_reference_link"))
+
+
+@attrs.define
 class _Response:
     status: int
     headers: tuple[tuple[str, str], ...]
@@ -187,7 +218,7 @@ class _Outcome:
     response: _Response | None = None
 
 
-@attrs.frozen
+@attrs.define
 class _Route:
     kind: Literal["table", "oauth", "batch", "unknown"]
     version: str | None = None
@@ -201,14 +232,14 @@ class _Token:
     expires_at: float
 
 
-@attrs.frozen
+@attrs.define
 class _Result:
     response: _Response
     committed: bool = False
     sys_id: str | None = None
 
 
-@attrs.frozen
+@attrs.define
 class _SubRequest:
     """One sub-request of a batch, ready to run, with the faults decided for it."""
 
@@ -363,6 +394,9 @@ class FakeServiceNow:
     _batch_ids: random.Random = attrs.field(init=False, repr=False)
     _tables: dict[str, _Table] = attrs.field(init=False, factory=dict, repr=False)
     _requests: list[RecordedRequest] = attrs.field(init=False, factory=list, repr=False)
+    # Requests logged since `requests` was last read, each as the fields of its
+    # RecordedRequest: a batch logs a hundred sub-requests, and the log is seldom read.
+    _unread: list[_LogFields] = attrs.field(init=False, factory=list, repr=False)
     _tokens: dict[str, _Token] = attrs.field(init=False, factory=dict, repr=False)
     _refresh_tokens: dict[str, str] = attrs.field(init=False, factory=dict, repr=False)
     _held: set[asyncio.Future[None]] = attrs.field(init=False, factory=set, repr=False)
@@ -450,9 +484,9 @@ class FakeServiceNow:
         return f"{self._ids.getrandbits(128):032x}"
 
     def _insert(self, table: _Table, fields: Mapping[str, object], user: str) -> dict[str, str]:
-        row = {k: _stringify(v) for k, v in fields.items()}
+        row = {k: v if type(v) is str else _stringify(v) for k, v in fields.items()}
         sys_id = row.get("sys_id", "") if self.accept_client_sys_id else ""
-        if not _SYS_ID.fullmatch(sys_id) or sys_id in table.rows:
+        if not (sys_id and _SYS_ID.fullmatch(sys_id)) or sys_id in table.rows:
             sys_id = self._new_id()
         stamp = self._timestamp()
         table.counter += 1
@@ -477,13 +511,13 @@ class FakeServiceNow:
         row = table.rows[sys_id]
         for key, value in fields.items():
             if key not in _SYSTEM_FIELDS:
-                row[key] = _stringify(value)
+                row[key] = value if type(value) is str else _stringify(value)
         row.update(
             sys_updated_on=self._timestamp(),
             sys_updated_by=user,
             sys_mod_count=str(int(row.get("sys_mod_count", "0")) + 1),
         )
-        table.fields.update(row)
+        table.fields.update(fields)  # the row's other names were known at its insert
         return row
 
     # -- request log and tokens -----------------------------------------------------------------
@@ -494,11 +528,15 @@ class FakeServiceNow:
 
         The sub-requests of a batch come in their order, just before the batch request.
         """
+        if self._unread:
+            self._requests += [RecordedRequest(*fields) for fields in self._unread]
+            self._unread.clear()
         return tuple(self._requests)
 
     def clear_requests(self) -> None:
         """Forget the request log."""
         self._requests.clear()
+        self._unread.clear()
 
     def expire_tokens(self, *, refresh_tokens: bool = False) -> None:
         """Invalidate every access token now (and, if asked, every refresh token)."""
@@ -585,7 +623,7 @@ class FakeServiceNow:
                 request,
                 route=route,
                 at=at,
-                outcome=_Outcome("refused"),
+                outcome="refused",
                 committed=False,
                 sys_id=None,
                 fault=decision.connection,
@@ -597,7 +635,7 @@ class FakeServiceNow:
                 request,
                 route=route,
                 at=at,
-                outcome=_Outcome("black_holed"),
+                outcome="black_holed",
                 committed=False,
                 sys_id=None,
                 fault=decision.connection,
@@ -678,7 +716,8 @@ class FakeServiceNow:
             request,
             route=route,
             at=at,
-            outcome=outcome,
+            outcome=outcome.kind,
+            status=None if outcome.response is None else outcome.response.status,
             committed=result.committed,
             sys_id=result.sys_id,
             fault=fault,
@@ -686,14 +725,18 @@ class FakeServiceNow:
         return outcome
 
     def _answer(
-        self, request: _Request, route: _Route, decision: Decision
+        self, request: _Request, route: _Route, decision: Decision, user: str | None = None
     ) -> tuple[_Result, object]:
-        """The instance stage, then the request itself; also runs each sub-request of a batch."""
+        """The instance stage, then the request itself; also runs each sub-request of a batch.
+
+        `user` is who the request acts as when that is known already (a sub-request with the
+        batch's credentials); None authenticates it.
+        """
         if decision.instance is not None:
             return _Result(self._unavailable(decision.instance)), decision.instance
         if decision.expire_tokens:
             self.expire_tokens()
-        return self._handle(request, route, decision)
+        return self._handle(request, route, decision, user)
 
     def _unavailable(
         self, fault: Hibernating | ServiceUnavailable, ids: random.Random | None = None
@@ -719,7 +762,7 @@ class FakeServiceNow:
         Pure but for the fault draws; nothing runs and nothing is logged here.
         """
         try:
-            payload = json.loads(request.body)
+            payload = _loads(request.body)
         except (UnicodeDecodeError, json.JSONDecodeError):
             payload = None
         if not isinstance(payload, dict):
@@ -741,18 +784,17 @@ class FakeServiceNow:
         auth = {k: v for k in _AUTH_HEADERS if (v := request.headers.get(k)) is not None}
         # Without table-scoped faults there is nothing to decide (and nothing to draw).
         scoped = any(entry.tables is not None for entry in self.faults.entries)
+        targets: dict[str, tuple[str, str, _Route]] = {}  # a batch often repeats a URL
         serviced: list[_SubRequest] = []
         for ident, method, url, headers, body, exclude in parsed[:limit]:
-            path, _, query = url.partition("?")
-            if "%" in path:
-                path = unquote(path)
+            target = targets.get(url)
+            if target is None:
+                target = targets[url] = _sub_target(url)
+            path, query, route = target
             headers.update(auth)
             sub = _Request(method, path, query, headers, body, request.base_url)
-            route = _route(sub)
             decision = _NO_FAULT
-            if route.kind != "table":
-                route = _Route("unknown")
-            elif scoped:
+            if scoped and route.kind == "table":
                 decision = self.faults.decide(
                     method=method, table=route.table, rng=self._rng, table_scoped_only=True
                 )
@@ -788,30 +830,31 @@ class FakeServiceNow:
         elif isinstance(fault, DropResponse):
             kind = "dropped"
         batch_id = batch.id if isinstance(batch, _Batch) else None
-        unanswered = _Outcome(kind)
+        answered = kind == "answered"
         for sub, result, sub_fault in ran:
             self._log(
                 sub.request,
                 route=sub.route,
                 at=at,
-                outcome=_Outcome(kind, result.response) if kind == "answered" else unanswered,
+                outcome=kind,
+                status=result.response.status if answered else None,
                 committed=result.committed,
                 sys_id=result.sys_id,
                 fault=sub_fault,
                 batch_id=batch_id,
             )
-        outcome = _Outcome(kind, response) if kind == "answered" else unanswered
         committed = any(result.committed for _, result, _ in ran)
         self._log(
             request,
             route=route,
             at=at,
-            outcome=outcome,
+            outcome=kind,
+            status=response.status if answered else None,
             committed=committed,
             sys_id=None,
             fault=fault,
         )
-        return outcome
+        return _Outcome(kind, response if answered else None)
 
     def _run_batch(
         self,
@@ -822,7 +865,8 @@ class FakeServiceNow:
     ) -> tuple[_Response, object]:
         """Authenticate and check the batch, run its sub-requests (appended to `ran`), answer."""
         ids = self._batch_ids
-        if self._authenticate(request) is None:
+        user = self._authenticate(request)
+        if user is None:
             return self._unauthenticated(ids), None
         problem = _media_problem(request)
         if problem is not None:
@@ -834,32 +878,20 @@ class FakeServiceNow:
             return self._error(500, "dropped", None, ids=ids), fault
         if isinstance(fault, TransactionCancelled) and not fault.commit:
             return self._cancelled(ids), fault
-        serviced: list[dict[str, object]] = []
+        # Each sub-request carries the batch's credentials, so it acts as the batch's user. Only
+        # a bearer token is checked again for each: an ExpireTokens fault may revoke it midway.
+        scheme = request.headers.get("authorization", "").partition(" ")[0]
+        sub_user = None if scheme.lower() == "bearer" else user
+        serviced: list[str] = []
         now = self.clock.now
-        b64encode = base64.b64encode
         for sub in batch.serviced:
             start = now()
-            result, sub_fault = self._answer(sub.request, sub.route, sub.decision)
-            answer = result.response
+            result, sub_fault = self._answer(sub.request, sub.route, sub.decision, sub_user)
             ran.append((sub, result, sub_fault))
-            serviced.append(
-                {
-                    "id": sub.id,
-                    "status_code": answer.status,
-                    "status_text": _REASONS.get(answer.status, ""),
-                    "headers": []
-                    if sub.exclude_headers
-                    else [{"name": name, "value": value} for name, value in answer.headers],
-                    "body": b64encode(answer.body).decode("ascii"),
-                    "execution_time": round((now() - start) * 1000),
-                }
-            )
-        payload = {
-            "batch_request_id": batch.id,
-            "serviced_requests": serviced,
-            "unserviced_requests": list(batch.unserviced),
-        }
-        response = self._json(200, payload, ids=ids)
+            milliseconds = round((now() - start) * 1000)
+            serviced.append(_serviced_json(sub, result.response, milliseconds))
+        body = _batch_answer_json(batch.id, serviced, batch.unserviced)
+        response = self._json_response(200, body, ids=ids)
         if isinstance(fault, TransactionCancelled):
             response = self._cancelled(ids)
         elif isinstance(fault, BrokenOk):
@@ -869,7 +901,7 @@ class FakeServiceNow:
     # -- one request -----------------------------------------------------------------------------
 
     def _handle(
-        self, request: _Request, route: _Route, decision: Decision
+        self, request: _Request, route: _Route, decision: Decision, user: str | None
     ) -> tuple[_Result, object]:
         table = route.table
         if route.kind == "batch":  # a POST went to _process_batch
@@ -879,10 +911,9 @@ class FakeServiceNow:
                 return _Result(self._error(405, "Method not Supported", None)), None
             admitted: _Response | None = None
             extra: tuple[tuple[str, str], ...] = ()
-            operation: Callable[[], _Result] = partial(self._oauth_token, request)
+            acting = ""  # the token endpoint checks its own credentials
         elif table is not None:
-            admitted, extra, user = self._admit(request, table)
-            operation = partial(self._table_operation, request, route, table, user)
+            admitted, extra, acting = self._admit(request, table, user)
         else:
             error = self._error(400, "The resource you requested is not part of the API.", " ")
             return _Result(error), None
@@ -893,7 +924,10 @@ class FakeServiceNow:
             return _Result(self._error(500, "dropped", None)), fault
         if isinstance(fault, TransactionCancelled) and not fault.commit:
             return _Result(self._cancelled()), fault
-        result = operation()
+        if table is None:
+            result = self._oauth_token(request)
+        else:
+            result = self._table_operation(request, route, table, acting)
         if extra:
             result = attrs.evolve(result, response=_with_headers(result.response, extra))
         if isinstance(fault, TransactionCancelled):
@@ -906,13 +940,18 @@ class FakeServiceNow:
         return result, fault
 
     def _admit(
-        self, request: _Request, table: str
+        self, request: _Request, table: str, user: str | None
     ) -> tuple[_Response | None, tuple[tuple[str, str], ...], str]:
-        """Authenticate, check the table and count the rate limit; None means go ahead."""
-        user = self._authenticate(request)
+        """Authenticate (unless `user` is known), check the table and count the rate limit.
+
+        None for the response means go ahead, with the extra headers, as the user returned.
+        """
         if user is None:
-            return self._unauthenticated(), (), ""
-        if not _TABLE_NAME.fullmatch(table) or (table not in self._tables and self.strict_tables):
+            user = self._authenticate(request)
+            if user is None:
+                return self._unauthenticated(), (), ""
+        # A table that exists was created with a valid name.
+        if table not in self._tables and (self.strict_tables or not _TABLE_NAME.fullmatch(table)):
             return (
                 self._error(400, f"Invalid table {table}", f"Table {table} does not exist"),
                 (),
@@ -1028,7 +1067,7 @@ class FakeServiceNow:
         if problem is not None:
             return _Result(self._error(*problem))
         try:
-            fields = json.loads(request.body)
+            fields = _loads(request.body)
         except (UnicodeDecodeError, json.JSONDecodeError):
             fields = None
         if not isinstance(fields, dict):
@@ -1080,12 +1119,8 @@ class FakeServiceNow:
     def _render(
         self, request: _Request, table: _Table, row: Mapping[str, str]
     ) -> dict[str, object]:
-        wanted = request.param("sysparm_fields")
-        if wanted is None:
-            names = list(row)
-        else:
-            names = [n.strip() for n in wanted.split(",") if n.strip() in row]
-        bare = _truthy(request.param("sysparm_exclude_reference_link"))
+        wanted, bare = _render_options(request.query)
+        names = list(row) if wanted is None else [name for name in wanted if name in row]
         out: dict[str, object] = {}
         for name in names:
             value = row[name]
@@ -1125,8 +1160,19 @@ class FakeServiceNow:
         if payload is None:
             return _Response(status, self._headers(logged_in, ids) + extra, b"")
         body = _JSON.encode(payload).encode()
-        content_type = (("Content-Type", "application/json;charset=UTF-8"),)
-        return _Response(status, content_type + self._headers(logged_in, ids) + extra, body)
+        return self._json_response(status, body, extra=extra, logged_in=logged_in, ids=ids)
+
+    def _json_response(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        extra: tuple[tuple[str, str], ...] = (),
+        logged_in: bool = True,
+        ids: random.Random | None = None,
+    ) -> _Response:
+        """A JSON answer whose body is encoded already."""
+        return _Response(status, _JSON_CONTENT + self._headers(logged_in, ids) + extra, body)
 
     def _empty(self, status: int) -> _Response:
         return _Response(status, self._headers(), b"")
@@ -1166,26 +1212,27 @@ class FakeServiceNow:
         *,
         route: _Route,
         at: float,
-        outcome: _Outcome,
+        outcome: Outcome,
+        status: int | None = None,
         committed: bool,
         sys_id: str | None,
         fault: object,
         batch_id: str | None = None,
     ) -> None:
-        status = outcome.response.status if outcome.response is not None else None
-        self._requests.append(
-            RecordedRequest(
-                method=request.method,
-                path=request.path,
-                query=request.query,
-                table=route.table,
-                sys_id=sys_id or route.sys_id,
-                status=status,
-                outcome=outcome.kind,
-                committed=committed,
-                at=at,
-                fault=None if fault is None else type(fault).__name__,
-                batch_id=batch_id,
+        """Log a request; `requests` builds its RecordedRequest when the log is read."""
+        self._unread.append(
+            (
+                request.method,
+                request.path,
+                request.query,
+                route.table,
+                sys_id or route.sys_id,
+                status,
+                outcome,
+                committed,
+                at,
+                None if fault is None else type(fault).__name__,
+                batch_id,
             )
         )
 
@@ -1197,6 +1244,17 @@ def _route(request: _Request) -> _Route:
     if match is None:
         return _Route("batch" if _BATCH_PATH.match(request.path) else "unknown")
     return _Route("table", match.group(1), match.group(2), match.group(3))
+
+
+def _sub_target(url: str) -> tuple[str, str, _Route]:
+    """The path, query and route of a sub-request's URL (only Table API paths are known)."""
+    path, _, query = url.partition("?")
+    if "%" in path:
+        path = unquote(path)
+    match = _TABLE_PATH.match(path)
+    if match is None:
+        return path, query, _Route("unknown")
+    return path, query, _Route("table", match.group(1), match.group(2), match.group(3))
 
 
 def _read_item(
@@ -1218,8 +1276,9 @@ def _read_item(
         return "headers must be a list"
     headers: dict[str, str] = {}
     for header in raw_headers:
-        name = header.get("name") if isinstance(header, dict) else None
-        value = header.get("value") if isinstance(header, dict) else None
+        if not isinstance(header, dict):
+            return "each header needs a string name and value"
+        name, value = header.get("name"), header.get("value")
         if not (isinstance(name, str) and isinstance(value, str)):
             return "each header needs a string name and value"
         name = name.lower()
@@ -1250,6 +1309,44 @@ def _for_batch(decision: Decision, batch: _Batch) -> Decision:
     if connection is decision.connection and latency == decision.latency:
         return decision
     return attrs.evolve(decision, connection=connection, latency=latency)
+
+
+def _serviced_json(sub: _SubRequest, answer: _Response, milliseconds: int) -> str:
+    """One entry of `serviced_requests`, written as `_JSON` writes the same object.
+
+    That object is `{"id", "status_code", "status_text", "headers": [{"name", "value"}],
+    "body" (base64), "execution_time"}`; writing it directly spares the generic encoder the
+    dozens of small objects a batch's answer holds.
+    """
+    headers = "" if sub.exclude_headers else ",".join(starmap(_header_json, answer.headers))
+    return (
+        f'{{"id":{_JSON_STRING(sub.id)},"status_code":{answer.status:d},'
+        f'"status_text":{_JSON_STRING(_REASONS.get(answer.status, ""))},"headers":[{headers}],'
+        f'"body":"{base64.b64encode(answer.body).decode("ascii")}",'
+        f'"execution_time":{milliseconds:d}}}'
+    )
+
+
+def _batch_answer_json(batch_id: str, serviced: list[str], unserviced: Iterable[str]) -> bytes:
+    """The Batch API answer from its `serviced_requests` entries, as `_JSON` writes it."""
+    unserviced_json = ",".join([_JSON_STRING(ident) for ident in unserviced])
+    return (
+        f'{{"batch_request_id":{_JSON_STRING(batch_id)},'
+        f'"serviced_requests":[{",".join(serviced)}],'
+        f'"unserviced_requests":[{unserviced_json}]}}'
+    ).encode()
+
+
+def _loads(body: bytes) -> object:
+    """`json.loads(body)`, without its encoding detection when the body is a UTF-8 object.
+
+    `json.loads` takes bytes as UTF-8 unless they start with a byte-order mark or a NUL in the
+    first two bytes (UTF-16 or UTF-32); a body that starts with `{` and no NUL after it is
+    neither, and is decoded here as `json.loads` would.
+    """
+    if body[:1] == b"{" and body[1:2] != b"\x00":
+        return _JSON_DECODER.decode(body.decode("utf-8", "surrogatepass"))
+    return json.loads(body)
 
 
 def _basic(credentials: str) -> tuple[str, str]:
