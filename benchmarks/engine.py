@@ -22,9 +22,9 @@ Two scenarios, side by side in one run:
   medians of 3 runs per variant (the best run is kept beside them). Six variants: each journal
   with one request per entry and with the Batch API (50 per request), 50 calls at once; and
   each journal loaded, with 200 calls at once and 100 per request, the load the aims are
-  judged at. All run on one CPU (the process is pinned, where the OS allows it), so the
-  journal's thread cannot borrow a second core; the process CPU time per call is reported
-  beside each figure.
+  judged at. Each run has a fresh interpreter of its own, pinned to one CPU where the OS
+  allows it, so the journal's thread cannot borrow a second core and no run inherits what
+  another left in the heap; the process CPU time per call is reported beside each figure.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import json
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -118,7 +119,7 @@ def _ms(values: list[float]) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def _one_cpu() -> Iterator[bool]:
+def one_cpu() -> Iterator[bool]:
     """Run the block on one CPU (this thread, and the threads it starts); say if it could.
 
     The lifecycle aim is "on one core": pinned, a journal thread cannot borrow a second core.
@@ -325,6 +326,20 @@ async def lifecycle(
     }
 
 
+def _fresh_run(name: str, calls: int) -> dict[str, float]:
+    """One run of the variant `name` in a new process (see `benchmarks._lifecycle_run`)."""
+    done = subprocess.run(  # noqa: S603 (this interpreter, our own module)
+        [sys.executable, "-m", "benchmarks._lifecycle_run", name, str(calls)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"lifecycle run {name} failed:\n{done.stderr}")
+    figures: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    return figures
+
+
 def _check_final(fake: FakeServiceNow, calls: int) -> None:
     """Every call has one phone log, ended, and one Interaction, closed and linked to it."""
     expected = {f"call-{n:06d}" for n in range(calls)}
@@ -403,16 +418,15 @@ def run(*, quick: bool) -> dict[str, Any]:
     runs = 3
     healthy = asyncio.run(_latency(False, calls, warm_up, read_timeout))
     blackholed = asyncio.run(_latency(True, calls, warm_up, read_timeout))
-    # The runs alternate between the variants, so that a busy spell slows all alike.
+    # Each run in a fresh interpreter; the runs alternate between the variants, so that a busy
+    # spell slows all alike.
     runs_of: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
-    with _one_cpu() as pinned:
-        for _ in range(runs):
-            for name, variant in VARIANTS.items():
-                runs_of[name].append(
-                    asyncio.run(
-                        variant.scenario(cycle_calls, variant.concurrency, variant.per_request)
-                    )
-                )
+    pinned = True
+    for _ in range(runs):
+        for name in VARIANTS:
+            figures = _fresh_run(name, cycle_calls)
+            pinned = pinned and bool(figures.pop("one_cpu"))
+            runs_of[name].append(figures)
 
     def median(results: list[dict[str, float]], key: str) -> int:
         return round(statistics.median(r[key] for r in results))

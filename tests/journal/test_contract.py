@@ -155,6 +155,15 @@ def test_a_bad_intent_is_refused_when_built(args: tuple[object, ...], field: str
     assert caught.value.field == field
 
 
+def test_an_intent_whose_payload_contains_itself_is_refused() -> None:
+    """A payload that refers to itself is refused as not JSON, with the field named."""
+    payload: dict[str, object] = {"a": 1}
+    payload["self"] = payload
+    with pytest.raises(InvalidInput, match="contains itself") as caught:
+        Intent("c1", "k", payload, "key")
+    assert caught.value.field == "payload"
+
+
 def test_intent_payload_json_is_compact() -> None:
     """The stored form is compact UTF-8 JSON."""
     assert Intent("c1", "k", {"a": "é", "b": [1]}, "key").payload_json == '{"a":"é","b":[1]}'

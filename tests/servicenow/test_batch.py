@@ -331,6 +331,16 @@ def test_non_json_payloads_are_refused(payload: Any) -> None:
         BatchRequest.update(TABLE, SYS_ID, payload)
 
 
+def test_a_payload_that_contains_itself_is_refused() -> None:
+    """A payload that refers to itself cannot be sent: refused for both kinds."""
+    payload: dict[str, object] = {"state": "new"}
+    payload["nested"] = [payload]
+    with pytest.raises(InvalidInput):
+        BatchRequest.create(TABLE, payload)
+    with pytest.raises(InvalidInput):
+        BatchRequest.update(TABLE, SYS_ID, payload)
+
+
 @pytest.mark.parametrize("method", ["GET", "DELETE", "PUT", "post", "patch", ""])
 def test_direct_construction_refuses_other_methods(method: str) -> None:
     """Only POST and PATCH can be batched."""

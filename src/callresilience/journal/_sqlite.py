@@ -132,23 +132,24 @@ _STATES: Final = {state.value: state for state in EntryState}
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:
+    """The entry of a row of `_COLUMNS` (positional: `Entry`'s fields are in that order)."""
     return Entry(
-        entry_id=row[0],
-        call_id=row[1],
-        seq=row[2],
-        kind=row[3],
-        payload=JsonObject(row[4]),
-        key=row[5],
-        state=_STATES[row[6]],
-        attempts=row[7],
-        next_attempt=row[8],
-        lease_owner=row[9],
-        lease_until=row[10],
-        last_error=row[11],
-        created=row[12],
-        updated=row[13],
-        result=None if row[14] is None else JsonObject(row[14]),
-        group=row[15],
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        JsonObject(row[4]),
+        row[5],
+        _STATES[row[6]],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        row[11],
+        row[12],
+        row[13],
+        None if row[14] is None else JsonObject(row[14]),
+        row[15],
     )
 
 

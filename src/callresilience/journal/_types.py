@@ -62,8 +62,11 @@ TRANSITIONS: Final[Mapping[str, tuple[frozenset[EntryState], EntryState]]] = {
 }
 
 
-#: Compact JSON as the stores keep it (one encoder, not one per call).
-to_json: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+#: Compact JSON as the stores keep it (one encoder, not one per call). It skips the check for
+#: circular references: a payload that contains itself ends in `RecursionError` instead.
+to_json: Final = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
+).encode
 
 
 def encode_json(field: str, value: object, limit: int = MAX_PAYLOAD_BYTES) -> str:
@@ -79,9 +82,12 @@ def encode_json(field: str, value: object, limit: int = MAX_PAYLOAD_BYTES) -> st
         )
     try:
         text = to_json(value if type(value) is dict else dict(value))
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, RecursionError) as error:
+        reason = (
+            "nested too deep, or contains itself" if isinstance(error, RecursionError) else error
+        )
         raise InvalidInput(
-            f"{field}: not JSON-serialisable ({error}); use dicts, lists, strings, numbers, "
+            f"{field}: not JSON-serialisable ({reason}); use dicts, lists, strings, numbers, "
             "booleans and None",
             field=field,
         ) from None

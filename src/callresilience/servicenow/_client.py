@@ -470,7 +470,7 @@ class ServiceNowClient:
         if self._exclude_reference_link:
             params["sysparm_exclude_reference_link"] = "true"
         query = f"?{urllib.parse.urlencode(params, safe=',')}" if params else ""
-        body = json.dumps(batch_body(uuid.uuid4().hex, requests, query)).encode()
+        body = batch_body(uuid.uuid4().hex, requests, query)
         response = await self._authorized(
             "POST", BATCH_PATH, params=None, body=body, write=True, references=False
         )
