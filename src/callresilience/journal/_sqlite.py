@@ -322,12 +322,12 @@ class _Appends:
         inserts: builtins.list[builtins.list[Any]] = []
         folds: dict[str, str] = {}  # key of a create in the file: its new payload
         # Each intent's entry as a row of `_COLUMNS`, its id filled in once inserted.
-        answers: builtins.list[builtins.list[builtins.list[Any]]] = []
+        answers: builtins.list[builtins.list[tuple[Any, ...]]] = []
         for intents, now in requests:
             answer = []
             for intent in intents:
                 if intent.key in found:
-                    answer.append(list(found[intent.key]))
+                    answer.append(found[intent.key])
                     continue
                 call = calls[intent.call_id]
                 into = self._fold(call, intent, inserts, folds, found)
@@ -350,7 +350,7 @@ class _Appends:
                     intent.group,
                 )  # fmt: skip
                 found[intent.key] = row
-                answer.append(list(row))
+                answer.append(row)
             answers.append(answer)
         conn.executemany(
             "UPDATE entries SET payload = ? WHERE key = ?",
