@@ -22,15 +22,14 @@ import attrs
 
 from .._errors import AmbiguousError, InvalidInput, ServiceNowError, TransientError
 from .._model import check_sys_id
-from ._checks import check_table, payload_json, with_correlation
+from ._checks import check_table, compact_json, payload_json, with_correlation
 from ._classify import classify_response, record_of
 
 __all__ = ["BATCH_PATH", "BatchRequest", "batch_body", "batch_outcomes"]
 
 BATCH_PATH: Final = "/api/now/v1/batch"
 _TABLE_PATH: Final = "/api/now/table/"
-_to_json: Final = json.JSONEncoder(separators=(",", ":")).encode
-_SUB_HEADERS_JSON: Final = _to_json(
+_SUB_HEADERS_JSON: Final = compact_json(
     [
         {"name": "Accept", "value": "application/json"},
         {"name": "Content-Type", "value": "application/json"},
@@ -116,14 +115,13 @@ def batch_body(batch_id: str, requests: Sequence[BatchRequest], query: str) -> b
     once), not built as objects and encoded again: a batch carries hundreds of them.
     """
     items = [
-        f'{{"id":"{index}","method":"{request.method}","url":{_to_json(request.path + query)},'
+        f'{{"id":"{index}","method":"{request.method}","url":{compact_json(request.path + query)},'
         f'"headers":{_SUB_HEADERS_JSON},"body":"{base64.b64encode(request.body).decode()}",'
         '"exclude_response_headers":false}'
         for index, request in enumerate(requests)
     ]
-    return (
-        f'{{"batch_request_id":{_to_json(batch_id)},"rest_requests":[{",".join(items)}]}}'.encode()
-    )
+    head = f'{{"batch_request_id":{compact_json(batch_id)},"rest_requests":['
+    return f"{head}{','.join(items)}]}}".encode()
 
 
 def _served(answer: object) -> tuple[dict[str, Mapping[str, Any]], set[str]] | None:

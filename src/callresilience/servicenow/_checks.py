@@ -13,6 +13,7 @@ from ._query import check_field, check_query_value
 __all__ = [
     "TABLE_RE",
     "check_table",
+    "compact_json",
     "payload_json",
     "ref_value",
     "with_correlation",
@@ -23,9 +24,9 @@ _PAYLOAD_KEY_RE: Final = re.compile(r"[a-z0-9_]+")
 #: Keys already found to be field names: tables have few, so each is checked about once.
 _FIELD_KEYS: Final[set[str]] = set()
 _MAX_FIELD_KEYS: Final = 4096
-#: Compact JSON as a request body (one encoder for every payload; a payload that contains
+#: Compact JSON as a request sends it (one encoder for every payload; a payload that contains
 #: itself ends in `RecursionError`, refused like any other non-JSON value).
-_to_json: Final = json.JSONEncoder(
+compact_json: Final = json.JSONEncoder(
     separators=(",", ":"), allow_nan=False, check_circular=False
 ).encode
 
@@ -56,7 +57,7 @@ def payload_json(payload: object) -> bytes:
         if len(_FIELD_KEYS) < _MAX_FIELD_KEYS:
             _FIELD_KEYS.add(key)
     try:
-        return _to_json(payload).encode()
+        return compact_json(payload).encode()
     except (TypeError, ValueError, RecursionError) as error:
         raise InvalidInput(
             f"payload: not JSON ({type(error).__name__}); give strings, numbers, booleans, "

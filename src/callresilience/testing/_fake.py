@@ -1237,13 +1237,21 @@ class FakeServiceNow:
         )
 
 
+def _table_route(path: str) -> _Route | None:
+    """The route of a Table API path, else None."""
+    match = _TABLE_PATH.match(path)
+    if match is None:
+        return None
+    return _Route("table", match.group(1), match.group(2), match.group(3))
+
+
 def _route(request: _Request) -> _Route:
     if request.path.rstrip("/") == "/oauth_token.do":
         return _Route("oauth")
-    match = _TABLE_PATH.match(request.path)
-    if match is None:
+    route = _table_route(request.path)
+    if route is None:
         return _Route("batch" if _BATCH_PATH.match(request.path) else "unknown")
-    return _Route("table", match.group(1), match.group(2), match.group(3))
+    return route
 
 
 def _sub_target(url: str) -> tuple[str, str, _Route]:
@@ -1251,10 +1259,7 @@ def _sub_target(url: str) -> tuple[str, str, _Route]:
     path, _, query = url.partition("?")
     if "%" in path:
         path = unquote(path)
-    match = _TABLE_PATH.match(path)
-    if match is None:
-        return path, query, _Route("unknown")
-    return path, query, _Route("table", match.group(1), match.group(2), match.group(3))
+    return path, query, _table_route(path) or _Route("unknown")
 
 
 def _read_item(
@@ -1276,9 +1281,8 @@ def _read_item(
         return "headers must be a list"
     headers: dict[str, str] = {}
     for header in raw_headers:
-        if not isinstance(header, dict):
-            return "each header needs a string name and value"
-        name, value = header.get("name"), header.get("value")
+        name = header.get("name") if isinstance(header, dict) else None
+        value = header.get("value") if isinstance(header, dict) else None
         if not (isinstance(name, str) and isinstance(value, str)):
             return "each header needs a string name and value"
         name = name.lower()
